@@ -1,0 +1,24 @@
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from dataengine.accounts.models import Membership, Project, Role
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    active_model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "phase", "config", "active_model", "created_at", "updated_at"]
+        read_only_fields = ["id", "active_model", "created_at", "updated_at"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.SlugRelatedField(source="user", slug_field="username",
+                                            queryset=get_user_model().objects.all())
+    role = serializers.ChoiceField(choices=Role.choices)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from dataengine.annotation.api import views
+
+urlpatterns = [
+    path("projects/<int:pk>/tasks/next", views.NextTask.as_view(), name="task-next"),
+    path("tasks/<int:pk>/", views.TaskDetail.as_view(), name="task-detail"),
+    path("tasks/<int:pk>/heartbeat", views.Heartbeat.as_view(), name="task-heartbeat"),
+    path("tasks/<int:pk>/release", views.Release.as_view(), name="task-release"),
+    path("tasks/<int:pk>/mask-verification", views.SubmitMaskVerification.as_view(), name="task-mv"),
+    path("tasks/<int:pk>/exhaustivity-verification", views.SubmitExhaustivityVerification.as_view(), name="task-ev"),
+    path("tasks/<int:pk>/correction", views.SubmitCorrection.as_view(), name="task-correction"),
+]

@@ -1,0 +1,116 @@
+"""The human work API: lease the next task, heartbeat, and submit decisions. Views parse, services decide."""
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dataengine.accounts.services import LEADS, WORKERS, access_project
+from dataengine.annotation import services
+from dataengine.annotation.api.serializers import (
+    CorrectionSerializer,
+    ExhaustivityVerificationSerializer,
+    LeaseSerializer,
+    MaskVerificationSerializer,
+    NextTaskSerializer,
+    SubmissionResultSerializer,
+    TaskSerializer,
+)
+from dataengine.annotation.models import HumanTask
+from dataengine.errors import NotAllowed, NotFound
+
+TASK_RELATED = ("datapoint__concept", "datapoint__media", "mask")
+
+
+def _task_response(task_id: int) -> Response:
+    task = HumanTask.objects.select_related(*TASK_RELATED).get(pk=task_id)
+    return Response(TaskSerializer(task).data)
+
+
+def _outcome_response(outcome: services.Outcome) -> Response:
+    return Response({"task": outcome.task.pk, "task_state": outcome.task.state, "datapoint": outcome.datapoint.pk,
+                     "datapoint_state": outcome.datapoint.state, "final_label": outcome.datapoint.final_label})
+
+
+class NextTask(APIView):
+    """Lease the next task of a kind (200), or 204 when that queue is empty."""
+
+    @extend_schema(request=NextTaskSerializer,
+                   responses={200: TaskSerializer, 204: OpenApiResponse(description="no task of this kind")})
+    def post(self, request, pk: int):
+        project = access_project(request.user, pk, WORKERS)
+        serializer = NextTaskSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        task = services.lease_next_task(project, request.user, serializer.validated_data["kind"])
+        if task is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return _task_response(task.pk)
+
+
+class TaskDetail(APIView):
+    """A task you hold (annotators see only their own leased tasks; data leads see any in their projects)."""
+
+    @extend_schema(responses=TaskSerializer)
+    def get(self, request, pk: int):
+        task = HumanTask.objects.filter(pk=pk).only("id", "project_id", "holder_id", "state").first()
+        if task is None:
+            raise NotFound(f"task {pk} not found")
+        access_project(request.user, task.project_id, WORKERS)
+        if task.holder_id != request.user.pk:
+            try:
+                access_project(request.user, task.project_id, LEADS)
+            except NotAllowed:
+                raise NotAllowed("you do not hold this task") from None
+        return _task_response(pk)
+
+
+def _submission(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class Heartbeat(APIView):
+    @extend_schema(request=LeaseSerializer, responses=TaskSerializer)
+    def post(self, request, pk: int):
+        data = _submission(LeaseSerializer, request)
+        services.heartbeat(pk, request.user, data["lease_token"])
+        return _task_response(pk)
+
+
+class Release(APIView):
+    @extend_schema(request=LeaseSerializer, responses={204: None})
+    def post(self, request, pk: int):
+        data = _submission(LeaseSerializer, request)
+        services.release_task(pk, request.user, data["lease_token"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SubmitMaskVerification(APIView):
+    @extend_schema(request=MaskVerificationSerializer, responses=SubmissionResultSerializer)
+    def post(self, request, pk: int):
+        data = _submission(MaskVerificationSerializer, request)
+        return _outcome_response(services.submit_mask_verification(
+            pk, user=request.user, lease_token=data["lease_token"], decision=data["decision"],
+            seconds=data["seconds"]))
+
+
+class SubmitExhaustivityVerification(APIView):
+    @extend_schema(request=ExhaustivityVerificationSerializer, responses=SubmissionResultSerializer)
+    def post(self, request, pk: int):
+        data = _submission(ExhaustivityVerificationSerializer, request)
+        return _outcome_response(services.submit_exhaustivity_verification(
+            pk, user=request.user, lease_token=data["lease_token"], decision=data["decision"],
+            seconds=data["seconds"]))
+
+
+class SubmitCorrection(APIView):
+    @extend_schema(request=CorrectionSerializer, responses=SubmissionResultSerializer)
+    def post(self, request, pk: int):
+        data = _submission(CorrectionSerializer, request)
+        masks = [services.MaskInput(mask_id=m.get("mask_id"), rle=m.get("rle"), iscrowd=m["iscrowd"])
+                 for m in data["masks"]]
+        return _outcome_response(services.submit_correction(
+            pk, user=request.user, lease_token=data["lease_token"], datapoint_revision=data["datapoint_revision"],
+            outcome=data["outcome"], masks=masks, seconds=data["seconds"], reason=data["reason"]))
+
+

@@ -1,0 +1,108 @@
+"""Asking SAM 3 for proposals and storing what it returns.
+
+request_proposals groups a project's pending datapoints by media item (each image is encoded once, all its
+phrases batched) and enqueues, after commit, the chain gpu ``sam3.propose_masks.v1`` → cpu
+``annotation.store_proposals.v1``. Each media item is one Job keyed by (media hash, phrases, model version,
+thresholds): asking twice is the same job, and a replayed store does nothing.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from celery import chain
+from django.db import transaction
+
+from dataengine.accounts.models import Project
+from dataengine.annotation.services import fail_datapoint, store_proposal
+from dataengine.concepts.models import Datapoint, DatapointState
+from dataengine.engine.config import ProjectConfig
+from dataengine.engine.models import Job, JobState, ModelVersion
+from dataengine.engine.services import get_or_create_job
+from dataengine.errors import InvalidInput
+from dataengine.media.models import MediaStatus
+from dataengine.media.storage import media_uri
+
+log = logging.getLogger(__name__)
+
+PROPOSE_TASK = "sam3.propose_masks.v1"
+
+
+def request_proposals(project: Project, *, datapoints=None) -> list[Job]:
+    """Enqueue proposals for the project's pending datapoints (or the given ones) with its active model."""
+    version = project.active_model
+    if version is None:
+        raise InvalidInput("the project has no active model; register and promote one first")
+    config = ProjectConfig.of(project)
+    queryset = Datapoint.objects.filter(project=project, state=DatapointState.PENDING, is_gold=False,
+                                        media__status=MediaStatus.READY)
+    if datapoints is not None:
+        queryset = queryset.filter(pk__in=[d.pk for d in datapoints])
+    by_media = defaultdict(list)
+    for datapoint in queryset.select_related("media", "concept").order_by("media_id", "id"):
+        by_media[datapoint.media].append(datapoint)
+    jobs = []
+    with transaction.atomic():
+        for media, group in by_media.items():
+            phrases = [d.concept.phrase for d in group]
+            payload = {
+                "media_uri": media_uri(media.storage_name),
+                "phrases": phrases,
+                "model": {"version": version.name, "uri": version.uri},
+                "score_threshold": config.score_threshold,
+                "mask_threshold": config.mask_threshold,
+                "max_instances": config.max_instances,
+            }
+            job, created = get_or_create_job(
+                PROPOSE_TASK, project=project,
+                payload={**payload, "datapoints": {d.concept.phrase: d.pk for d in group}},
+                key_inputs={"media": media.sha256, "phrases": sorted(phrases), "model": version.name,
+                            "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances]},
+            )
+            Datapoint.objects.filter(pk__in=[d.pk for d in group]).update(state=DatapointState.PROPOSING)
+            if created or job.state == JobState.QUEUED:
+                transaction.on_commit(lambda p=payload, j=job.pk: enqueue_proposal_chain(p, j))
+            jobs.append(job)
+    return jobs
+
+
+def enqueue_proposal_chain(payload: dict, job_id: int):
+    from dataengine.annotation.tasks import store_proposals
+    from workers.sam3 import propose_masks
+
+    return chain(propose_masks.s(payload).set(queue="gpu"), store_proposals.s(job_id).set(queue="cpu")).apply_async()
+
+
+def store_proposal_result(job_id: int, result: dict) -> Job:
+    """Persist a propose_masks result for its job. Idempotent: a job already done is returned unchanged."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.state != JobState.QUEUED:
+            return job
+        job.attempts += 1
+        ids = job.payload.get("datapoints", {})
+        datapoints = {d.pk: d for d in Datapoint.objects.select_for_update().select_related("media", "project")
+                      .filter(pk__in=ids.values())}
+        error = result.get("error")
+        if error:
+            job.state, job.error = JobState.FAILED, f"{error.get('kind')}: {error.get('message')}"
+            for datapoint in datapoints.values():
+                if datapoint.state == DatapointState.PROPOSING:
+                    fail_datapoint(datapoint, job.error)
+            if error.get("kind") == "media" and datapoints:
+                media = next(iter(datapoints.values())).media
+                media.status, media.error = MediaStatus.FAILED, error.get("message", "")
+                media.save(update_fields=["status", "error"])
+        else:
+            version = ModelVersion.objects.get(name=result["model_version"])
+            stored = 0
+            for proposal in result["proposals"]:
+                datapoint = datapoints.get(ids.get(proposal["phrase"]))
+                if datapoint and store_proposal(datapoint, model_version=version, job=job, proposal_json=proposal):
+                    stored += 1
+            job.state = JobState.DONE
+            job.summary = {"proposals": stored, "instances": sum(len(p["instances"]) for p in result["proposals"])}
+        job.save(update_fields=["state", "error", "summary", "attempts", "updated_at"])
+    if job.state == JobState.FAILED:
+        log.warning("proposal job %s failed: %s", job.pk, job.error)
+    return job

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ConceptsConfig(AppConfig):
+    name = "dataengine.concepts"
+    label = "concepts"

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from dataengine.engine.api import views
+
+urlpatterns = [
+    path("models/", views.ModelVersionList.as_view(), name="model-list"),
+    path("projects/<int:pk>/models/promote", views.PromoteModel.as_view(), name="project-promote-model"),
+    path("projects/<int:pk>/snapshots/", views.ProjectSnapshots.as_view(), name="project-snapshots"),
+    path("snapshots/<int:pk>/download", views.SnapshotDownload.as_view(), name="snapshot-download"),
+    path("projects/<int:pk>/gold/", views.GoldImport.as_view(), name="project-gold-import"),
+    path("projects/<int:pk>/predictions", views.Predictions.as_view(), name="project-predictions"),
+]

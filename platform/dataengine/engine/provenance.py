@@ -1,0 +1,24 @@
+"""What produced an artifact: the code version (git sha when available)."""
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@functools.cache
+def code_version() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        )
+        sha = out.stdout.strip()
+        if out.returncode == 0 and sha:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return f"{sha}-dirty" if dirty else sha
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
