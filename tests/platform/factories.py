@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataengine.annotation.proposing import PROPOSE_TASK, request_proposals, store_proposal_result
+from dataengine.annotation.proposing import PROPOSE_TASK, create_proposal_job, store_proposal_result
 from dataengine.concepts.services import create_datapoints
 from dataengine.engine.models import Job
 from dataengine.engine.services import promote_model_version, register_model_version
@@ -33,14 +33,15 @@ def active_model(project, name: str = "sam3-tiny-test"):
 
 
 def propose(project, media, masks_by_phrase: dict[str, list[np.ndarray]]):
-    """Create datapoints for the phrases, request proposals, and store a result carrying these masks.
+    """Create datapoints for the phrases and their job, and store a result carrying these masks (as if the GPU
+    worker had returned them; no task is enqueued).
 
     Returns the datapoints by phrase, after routing.
     """
     if project.active_model is None:
         active_model(project)
     datapoints = create_datapoints(project, [(media, phrase) for phrase in masks_by_phrase])
-    [job] = request_proposals(project, datapoints=datapoints)
+    job, _, _ = create_proposal_job(project, media, datapoints)
     store_proposal_result(job.pk, proposal_result(project, job, masks_by_phrase))
     return {d.concept.phrase: type(d).objects.get(pk=d.pk) for d in datapoints}
 

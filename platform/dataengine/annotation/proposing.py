@@ -33,7 +33,6 @@ def request_proposals(project: Project, *, datapoints=None) -> list[Job]:
     version = project.active_model
     if version is None:
         raise InvalidInput("the project has no active model; register and promote one first")
-    config = ProjectConfig.of(project)
     queryset = Datapoint.objects.filter(project=project, state=DatapointState.PENDING, is_gold=False,
                                         media__status=MediaStatus.READY)
     if datapoints is not None:
@@ -44,26 +43,33 @@ def request_proposals(project: Project, *, datapoints=None) -> list[Job]:
     jobs = []
     with transaction.atomic():
         for media, group in by_media.items():
-            phrases = [d.concept.phrase for d in group]
-            payload = {
-                "media_uri": media_uri(media.storage_name),
-                "phrases": phrases,
-                "model": {"version": version.name, "uri": version.uri},
-                "score_threshold": config.score_threshold,
-                "mask_threshold": config.mask_threshold,
-                "max_instances": config.max_instances,
-            }
-            job, created = get_or_create_job(
-                PROPOSE_TASK, project=project,
-                payload={**payload, "datapoints": {d.concept.phrase: d.pk for d in group}},
-                key_inputs={"media": media.sha256, "phrases": sorted(phrases), "model": version.name,
-                            "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances]},
-            )
-            Datapoint.objects.filter(pk__in=[d.pk for d in group]).update(state=DatapointState.PROPOSING)
+            job, payload, created = create_proposal_job(project, media, group)
             if created or job.state == JobState.QUEUED:
                 transaction.on_commit(lambda p=payload, j=job.pk: enqueue_proposal_chain(p, j))
             jobs.append(job)
     return jobs
+
+
+def create_proposal_job(project: Project, media, datapoints: list[Datapoint]) -> tuple[Job, dict, bool]:
+    """The job row for proposing masks for these datapoints of one media item; marks them PROPOSING."""
+    version, config = project.active_model, ProjectConfig.of(project)
+    phrases = [d.concept.phrase for d in datapoints]
+    payload = {
+        "media_uri": media_uri(media.storage_name),
+        "phrases": phrases,
+        "model": {"version": version.name, "uri": version.uri},
+        "score_threshold": config.score_threshold,
+        "mask_threshold": config.mask_threshold,
+        "max_instances": config.max_instances,
+    }
+    job, created = get_or_create_job(
+        PROPOSE_TASK, project=project,
+        payload={**payload, "datapoints": {d.concept.phrase: d.pk for d in datapoints}},
+        key_inputs={"media": media.sha256, "phrases": sorted(phrases), "model": version.name,
+                    "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances]},
+    )
+    Datapoint.objects.filter(pk__in=[d.pk for d in datapoints]).update(state=DatapointState.PROPOSING)
+    return job, payload, created
 
 
 def enqueue_proposal_chain(payload: dict, job_id: int):

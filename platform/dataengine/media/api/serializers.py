@@ -18,7 +18,7 @@ class MediaItemSerializer(serializers.ModelSerializer):
 
 
 class UploadSerializer(serializers.Serializer):
-    files = serializers.ListField(child=serializers.FileField(), allow_empty=False,
+    files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False,
                                  help_text="One or more image files (multipart field 'files').")
 
 
