@@ -83,9 +83,10 @@ def store_proposal_result(job_id: int, result: dict) -> Job:
     """Persist a propose_masks result for its job. Idempotent: a job already done is returned unchanged."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
+        job.attempts += 1  # every delivery counts, replays included: a looping message shows up here
         if job.state != JobState.QUEUED:
+            job.save(update_fields=["attempts", "updated_at"])
             return job
-        job.attempts += 1
         ids = job.payload.get("datapoints", {})
         datapoints = {d.pk: d for d in Datapoint.objects.select_for_update().select_related("media", "project")
                       .filter(pk__in=ids.values())}

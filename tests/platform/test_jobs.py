@@ -1,0 +1,129 @@
+"""Background jobs: keyed by their inputs, enqueued after commit, replays change nothing, failures are recorded."""
+import time
+
+import pytest
+
+from dataengine.annotation.models import HumanTask, Mask, Proposal
+from dataengine.annotation.proposing import request_proposals, store_proposal_result
+from dataengine.concepts.models import Datapoint, DatapointState
+from dataengine.concepts.services import create_datapoints
+from dataengine.engine.models import Job, JobState
+from dataengine.errors import InvalidInput
+from dataengine.media.models import MediaItem
+from tests.platform.factories import active_model, box_mask, image, proposal_result
+
+pytestmark = [pytest.mark.pg]
+
+
+@pytest.mark.django_db
+def test_proposals_need_an_active_model(project):
+    create_datapoints(project, [(image(project), "red circle")])
+    with pytest.raises(InvalidInput, match="no active model"):
+        request_proposals(project)
+
+
+@pytest.mark.django_db
+def test_one_job_per_media_item_enqueued_only_after_commit(project, django_capture_on_commit_callbacks):
+    active_model(project)
+    first, second = image(project, "a.png", 1), image(project, "b.png", 2)
+    create_datapoints(project, [(first, "red circle"), (first, "blue square"), (second, "red circle")])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        jobs = request_proposals(project)
+    assert len(jobs) == 2 and len(callbacks) == 2
+    assert sorted(len(j.payload["phrases"]) for j in jobs) == [1, 2]  # all phrases of an image in one job
+    assert set(Datapoint.objects.values_list("state", flat=True)) == {DatapointState.PROPOSING}
+    with django_capture_on_commit_callbacks(execute=False) as again:
+        assert request_proposals(project) == []  # nothing pending any more
+    assert again == []
+
+
+@pytest.mark.django_db
+def test_the_same_request_is_the_same_job(project, django_capture_on_commit_callbacks):
+    active_model(project)
+    media = image(project)
+    [dp] = create_datapoints(project, [(media, "red circle")])
+    with django_capture_on_commit_callbacks(execute=False):
+        [job] = request_proposals(project)
+    Datapoint.objects.filter(pk=dp.pk).update(state=DatapointState.PENDING)  # e.g. a retry after a crash
+    with django_capture_on_commit_callbacks(execute=False):
+        [again] = request_proposals(project)
+    assert again.pk == job.pk and Job.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_replayed_store_changes_nothing(project, django_capture_on_commit_callbacks):
+    active_model(project)
+    media = image(project)
+    create_datapoints(project, [(media, "red circle")])
+    with django_capture_on_commit_callbacks(execute=False):
+        [job] = request_proposals(project)
+    result = proposal_result(project, job, {"red circle": [box_mask(0, 0, 8, 8), box_mask(10, 10, 20, 20)]})
+    store_proposal_result(job.pk, result)
+    counts = (Proposal.objects.count(), Mask.objects.count(), HumanTask.objects.count())
+    replay = store_proposal_result(job.pk, result)
+    assert replay.state == JobState.DONE and replay.attempts == 2
+    assert (Proposal.objects.count(), Mask.objects.count(), HumanTask.objects.count()) == counts == (1, 2, 2)
+
+
+@pytest.mark.django_db
+def test_a_media_error_fails_the_job_its_datapoints_and_the_media_item(project, django_capture_on_commit_callbacks):
+    active_model(project)
+    media = image(project)
+    create_datapoints(project, [(media, "red circle")])
+    with django_capture_on_commit_callbacks(execute=False):
+        [job] = request_proposals(project)
+    store_proposal_result(job.pk, {"model_version": project.active_model.name, "proposals": [],
+                                   "error": {"kind": "media", "message": "corrupt image: truncated"}})
+    job.refresh_from_db()
+    assert (job.state, job.error) == (JobState.FAILED, "media: corrupt image: truncated")
+    assert Datapoint.objects.get().state == DatapointState.FAILED
+    assert MediaItem.objects.get().error == "corrupt image: truncated"
+
+
+@pytest.fixture
+def celery_worker_on_redis(transactional_db):
+    """A real Celery worker thread consuming the gpu and cpu queues from Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    from dataengine.annotation import tasks  # noqa: F401  registers the store task
+    from workers.app import app
+
+    saved = {k: app.conf[k] for k in ("broker_url", "task_always_eager")}
+    app.conf.update(broker_url="redis://127.0.0.1:6379/15", task_always_eager=False)
+    with app.connection_for_write() as connection:
+        for queue in ("gpu", "cpu"):
+            connection.default_channel.queue_purge(queue)
+    with start_worker(app, queues=["gpu", "cpu"], pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        yield app
+    app.conf.update(saved)
+
+
+def wait_for(predicate, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.2)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_proposals_flow_through_redis_to_a_worker_and_a_replay_is_harmless(project, celery_worker_on_redis):
+    from dataengine.annotation.proposing import enqueue_proposal_chain
+
+    active_model(project)
+    media = image(project)
+    create_datapoints(project, [(media, "red circle"), (media, "green star")])
+    [job] = request_proposals(project)  # commits: the chain goes to Redis
+    wait_for(lambda: Job.objects.get(pk=job.pk).state != JobState.QUEUED)
+    job.refresh_from_db()
+    assert job.state == JobState.DONE, job.error
+    routed = set(Datapoint.objects.values_list("state", flat=True))
+    assert routed <= {DatapointState.MASK_VERIFICATION, DatapointState.EXHAUSTIVITY_VERIFICATION}
+    proposals = Proposal.objects.filter(job=job)
+    assert proposals.count() == 2 and all(p.model_version == project.active_model for p in proposals)
+    counts = (Proposal.objects.count(), Mask.objects.count(), HumanTask.objects.count())
+    payload = {k: v for k, v in job.payload.items() if k != "datapoints"}
+    enqueue_proposal_chain(payload, job.pk)  # a redelivered message runs the chain again
+    wait_for(lambda: Job.objects.get(pk=job.pk).attempts == 2)
+    assert (Proposal.objects.count(), Mask.objects.count(), HumanTask.objects.count()) == counts
