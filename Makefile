@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is set up from here.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv demo test test-fast bench schema serve worker clean-data
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $@
+
+# The engine end to end on the embedded defaults (SQLite, local files, eager tasks, tiny SAM 3 on CPU),
+# driven by simulated annotators through the HTTP API; then serves http://127.0.0.1:8000 until Ctrl-C.
+# SERVE=0 exits after the summary.
+demo: venv
+	$(PY) manage.py demo $(if $(filter 0,$(SERVE)),--no-serve,)
+
+# The whole suite against real PostgreSQL, Redis and SeaweedFS (started by tests/services.py when needed).
+test: venv
+	$(PY) -m pytest
+
+# Without the slow suites (training, end-to-end).
+test-fast: venv
+	$(PY) -m pytest -m "not slow and not e2e"
+
+bench: venv
+	$(PY) -m tests.bench
+
+schema: venv
+	# Generated against PostgreSQL (integer bounds in the schema follow the database), as the drift test does.
+	DJANGO_SETTINGS_MODULE=dataengine.settings.test $(PY) manage.py spectacular --file schema.yml --validate
+
+serve: venv
+	$(PY) manage.py migrate --noinput && $(PY) manage.py runserver 127.0.0.1:8000
+
+worker: venv
+	cd platform && ../$(PY) -m celery -A dataengine.celery worker -Q cpu,gpu,llm,train --loglevel INFO
+
+clean-data:
+	rm -rf data
