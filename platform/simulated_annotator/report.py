@@ -146,7 +146,8 @@ class EscapedErrors:
         return (f"escaped errors vs SIMULATED ground truth: {self.per_1000_masks:.1f} per 1,000 accepted masks "
                 f"({self.wrong_masks}/{self.accepted_masks}), {self.per_1000_datapoints:.1f} per 1,000 accepted "
                 f"datapoints ({self.false_negatives} false negatives, {self.incomplete_exhaustive} incomplete "
-                f"exhaustive / {self.accepted_datapoints}); {self.unmatched_datapoints} entries not in the ground truth")
+                f"exhaustive / {self.accepted_datapoints}); {self.unmatched_datapoints} entries not in the "
+                "ground truth")
 
 
 def _snapshot_pair(entry: dict, ground_truth: GroundTruth) -> GroundTruthPair | None:

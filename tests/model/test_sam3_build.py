@@ -186,6 +186,18 @@ def test_s3_checkpoint_with_wrong_sha256_is_refused(checkpoint, s3_server, tmp_p
     assert not any((tmp_path / "s3").iterdir())  # nothing unverified is left in the cache
 
 
+def test_unreachable_s3_endpoint_is_a_checkpoint_error(tmp_path):
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", endpoint_url="http://127.0.0.1:9", aws_access_key_id="x", aws_secret_access_key="y",
+                          region_name="us-east-1", config=Config(connect_timeout=1, retries={"max_attempts": 1}))
+    with pytest.raises(CheckpointError, match="cannot download"):
+        load_checkpoint("s3://models/tiny", cache_dir=tmp_path, s3_client=client)
+    with pytest.raises(CheckpointError, match="S3 client"):
+        load_checkpoint("s3://models/tiny", cache_dir=tmp_path)
+
+
 @pytest.mark.s3
 def test_s3_with_a_wrong_secret_is_a_checkpoint_error(checkpoint, s3_server, tmp_path):
     bucket = s3_server.create_bucket("models")
