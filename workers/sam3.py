@@ -1,22 +1,23 @@
 """GPU tasks for SAM 3: pure functions from (media URI, phrases, model version) to JSON. Never imports Django.
 
 A worker process keeps a predictor per model URI (the newest two), so a new model version is picked up
-from the payload without a restart. Expected failures (bad media, bad checkpoint, bad input) come back
-as ``{"error": {"kind", "message"}, "proposals": []}`` so the worker keeps running; anything else raises.
+from the payload without a restart. torch and transformers are imported on first use, so the web tier
+can import this module to build signatures (``propose_masks.s(...)``) without loading them.
+Expected failures (bad media, bad checkpoint, bad input) come back as
+``{"error": {"kind", "message"}, "proposals": []}`` so the worker keeps running; anything else raises.
 """
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, TypedDict
-
-import torch
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from model.media import MediaError, open_image
-from model.sam3.build import CheckpointError, resolve_model
-from model.sam3.predictor import ConceptPredictor, check_phrases
 from workers.app import app
 from workers.config import CONFIG
+
+if TYPE_CHECKING:
+    from model.sam3.predictor import ConceptPredictor
 
 TASK_NAME = "sam3.propose_masks.v1"
 MAX_CACHED_MODELS = 2  # real SAM 3 is ~3.4 GB: keep the current and the previous version only
@@ -36,7 +37,7 @@ class ProposePayload(TypedDict):
     max_instances: int | None
 
 
-_predictors: OrderedDict[str, ConceptPredictor] = OrderedDict()
+_predictors: OrderedDict[str, "ConceptPredictor"] = OrderedDict()
 _predictors_lock = threading.Lock()
 _s3 = None
 
@@ -65,6 +66,11 @@ def get_predictor(model_uri: str, *, s3: Any = None) -> ConceptPredictor:
 
     Raises CheckpointError when the model cannot be loaded.
     """
+    import torch
+
+    from model.sam3.build import resolve_model
+    from model.sam3.predictor import ConceptPredictor
+
     with _predictors_lock:
         predictor = _predictors.get(model_uri)
         if predictor is not None:
@@ -89,6 +95,8 @@ def clear_predictors() -> None:
 
 def _validated(payload: Any) -> ProposePayload:
     """The payload with defaults filled in; ValueError naming the first bad field."""
+    from model.sam3.predictor import check_phrases
+
     if not isinstance(payload, dict):
         raise ValueError("payload must be an object")
     media_uri = payload.get("media_uri")
@@ -119,6 +127,8 @@ def _validated(payload: Any) -> ProposePayload:
 
 def propose_masks_for(payload: dict, *, s3: Any = None) -> dict:
     """The task's logic: payload (see ProposePayload) -> JSON-serialisable result dict."""
+    from model.sam3.build import CheckpointError
+
     result: dict[str, Any] = {
         "task": TASK_NAME,
         "model_version": None,

@@ -19,7 +19,8 @@ RESULT_KEYS = {"task", "model_version", "media_uri", "image_size", "proposals", 
 @pytest.fixture(autouse=True)
 def fresh_worker(monkeypatch, tmp_path):
     """Each test is a fresh worker process: no cached predictors, a private model cache."""
-    monkeypatch.setattr(sam3_tasks, "CONFIG", dataclasses.replace(sam3_tasks.CONFIG, model_cache_dir=tmp_path / "cache"))
+    config = dataclasses.replace(sam3_tasks.CONFIG, model_cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(sam3_tasks, "CONFIG", config)
     sam3_tasks.clear_predictors()
     yield
     sam3_tasks.clear_predictors()

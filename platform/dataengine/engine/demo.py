@@ -28,7 +28,7 @@ from dataengine.annotation.proposing import request_proposals
 from dataengine.concepts.models import Datapoint, DatapointSource
 from dataengine.concepts.services import create_datapoints
 from dataengine.engine.exports import export_snapshot
-from dataengine.engine.provenance import code_version
+from model.provenance import code_version
 from dataengine.engine.services import promote_model_version, register_model_version
 from dataengine.media.models import MediaItem
 from dataengine.media.services import ingest_folder

@@ -19,7 +19,7 @@ from dataengine.annotation.models import Mask, MaskSource, MaskState, Proposal
 from dataengine.concepts.models import Datapoint, DatapointSource, DatapointState, FinalLabel
 from dataengine.concepts.services import get_or_create_concept
 from dataengine.engine.models import ModelVersion, Snapshot
-from dataengine.engine.provenance import code_version
+from model.provenance import code_version
 from dataengine.engine.services import record_audit
 from dataengine.errors import InvalidInput
 from dataengine.media.models import MediaItem

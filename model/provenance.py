@@ -1,11 +1,11 @@
-"""What produced an artifact: the code version (git sha when available)."""
+"""What produced an artifact: the code version (git sha, "-dirty" with uncommitted changes; "unknown" outside git)."""
 from __future__ import annotations
 
 import functools
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @functools.cache

@@ -1,0 +1,171 @@
+"""Concept prompts -> instance masks: encode an image once, then run all its noun phrases on the features.
+
+Scores follow SAM 3: score = sigmoid(query logit) x sigmoid(presence logit); masks are sigmoid(mask
+logits) upsampled bilinearly to the original image size and cut at ``mask_threshold`` (the same
+computation as ``Sam3Processor.post_process_instance_segmentation``, done one kept instance at a time
+so memory stays bounded on large images). Masks travel as COCO compressed RLE.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from transformers import Sam3Model, Sam3Processor
+from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+from model import rle as rle_utils
+from model.sam3.build import LoadedModel
+from model.sam3.tokenizer import MAX_TEXT_TOKENS
+
+
+@dataclass
+class Instance:
+    """One predicted instance: mask (RLE at the original image size), box in original pixels, score in [0, 1]."""
+
+    rle: dict
+    box_xyxy: list[float]
+    score: float
+
+    def to_json(self) -> dict:
+        return {"rle": self.rle, "box_xyxy": self.box_xyxy, "score": self.score}
+
+
+@dataclass
+class PhraseProposal:
+    """Everything proposed for one phrase; ``truncated`` when the phrase exceeded 32 tokens and was cut."""
+
+    phrase: str
+    presence_score: float
+    instances: list[Instance] = field(default_factory=list)
+    truncated: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "phrase": self.phrase,
+            "presence_score": self.presence_score,
+            "instances": [instance.to_json() for instance in self.instances],
+            "truncated": self.truncated,
+        }
+
+
+def check_phrases(phrases: list[str]) -> list[str]:
+    """The phrases stripped; ValueError for a non-string or an empty/whitespace-only phrase."""
+    if isinstance(phrases, str):
+        raise ValueError("phrases must be a list of strings, not one string")
+    cleaned = []
+    for i, phrase in enumerate(phrases):
+        if not isinstance(phrase, str):
+            raise ValueError(f"phrase {i} is {type(phrase).__name__}, expected a string")
+        if not phrase.strip():
+            raise ValueError(f"phrase {i} is empty")
+        cleaned.append(phrase.strip())
+    return cleaned
+
+
+def _repeat_features(vision: Sam3VisionEncoderOutput, n: int) -> Sam3VisionEncoderOutput:
+    """Batch-1 vision features viewed as batch n (expand: no copy). Sam3Model does not broadcast them."""
+    return Sam3VisionEncoderOutput(
+        last_hidden_state=vision.last_hidden_state.expand(n, *vision.last_hidden_state.shape[1:]),
+        fpn_hidden_states=tuple(t.expand(n, *t.shape[1:]) for t in vision.fpn_hidden_states),
+        fpn_position_encoding=tuple(t.expand(n, *t.shape[1:]) for t in vision.fpn_position_encoding),
+    )
+
+
+class ConceptPredictor:
+    """Stateful inference API over one Sam3Model; safe to share between threads (one lock around the model).
+
+    ``loaded`` is a LoadedModel or a ``(model, processor)`` pair. The device is chosen once; bf16 autocast
+    is used only on CUDA. ``phrase_batch_size`` phrases go through the decoder per forward pass.
+    """
+
+    def __init__(self, loaded: LoadedModel | tuple[Sam3Model, Sam3Processor], device: str | torch.device = "cpu",
+                 *, phrase_batch_size: int = 16):
+        if isinstance(loaded, LoadedModel):
+            model, processor, self.version = loaded.model, loaded.processor, loaded.version
+        else:
+            (model, processor), self.version = loaded, ""
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.processor = processor
+        self.phrase_batch_size = phrase_batch_size
+        self._lock = threading.Lock()
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _tokenize(self, texts: list[str]) -> tuple[dict, list[bool]]:
+        tokenizer = self.processor.tokenizer
+        encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=MAX_TEXT_TOKENS,
+                            return_tensors="pt")
+        # One token over the limit is enough to know a phrase was cut (and avoids a length warning).
+        probe = tokenizer(texts, truncation=True, max_length=MAX_TEXT_TOKENS + 1)["input_ids"]
+        return encoded, [len(ids) > MAX_TEXT_TOKENS for ids in probe]
+
+    def propose(self, image: Image.Image, phrases: list[str], *, score_threshold: float = 0.5,
+                mask_threshold: float = 0.5, max_instances: int | None = None) -> list[PhraseProposal]:
+        """One PhraseProposal per phrase, in order; instances sorted by score (desc), empty masks dropped.
+
+        ``image`` is encoded once (``get_vision_features``); phrases run in batches on the cached
+        features. Keeps instances with score > score_threshold, at most ``max_instances`` per phrase.
+        Raises ValueError for an empty phrase.
+        """
+        texts = check_phrases(phrases)
+        if max_instances is not None and max_instances < 0:
+            raise ValueError("max_instances must be >= 0")
+        if not texts:
+            return []
+        image = image.convert("RGB")
+        width, height = image.size
+        pixel_values = self.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+        proposals: list[PhraseProposal] = []
+        with self._lock, torch.inference_mode(), self._autocast():
+            encoded, truncated = self._tokenize(texts)
+            vision = self.model.get_vision_features(pixel_values=pixel_values.to(self.device))
+            for start in range(0, len(texts), self.phrase_batch_size):
+                stop = min(start + self.phrase_batch_size, len(texts))
+                outputs = self.model(
+                    vision_embeds=_repeat_features(vision, stop - start),
+                    input_ids=encoded["input_ids"][start:stop].to(self.device),
+                    attention_mask=encoded["attention_mask"][start:stop].to(self.device),
+                )
+                for row in range(stop - start):
+                    i = start + row
+                    proposals.append(self._postprocess(
+                        phrases[i], outputs, row, size=(height, width), truncated=truncated[i],
+                        score_threshold=score_threshold, mask_threshold=mask_threshold,
+                        max_instances=max_instances,
+                    ))
+        return proposals
+
+    def _postprocess(self, phrase: str, outputs, row: int, *, size: tuple[int, int], truncated: bool,
+                     score_threshold: float, mask_threshold: float, max_instances: int | None) -> PhraseProposal:
+        """Row ``row`` of the batch -> PhraseProposal. pred_logits [B,Q], presence_logits [B,1],
+        pred_boxes [B,Q,4] normalised xyxy, pred_masks [B,Q,h,w] logits; ``size`` is (H, W) original."""
+        height, width = size
+        presence = outputs.presence_logits[row].float().sigmoid()  # [1]
+        scores = outputs.pred_logits[row].float().sigmoid() * presence  # [Q]
+        order = torch.argsort(scores, descending=True)
+        order = order[scores[order] > score_threshold]
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=scores.device)
+        instances: list[Instance] = []
+        for q in order.tolist():
+            if max_instances is not None and len(instances) >= max_instances:
+                break
+            probabilities = outputs.pred_masks[row, q].float().sigmoid()[None, None]  # [1,1,h,w]
+            mask = F.interpolate(probabilities, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+            mask = (mask > mask_threshold).cpu().numpy()
+            if not mask.any():
+                continue
+            box = (outputs.pred_boxes[row, q].float() * scale).cpu()
+            box[0::2] = box[0::2].clamp(0, width)
+            box[1::2] = box[1::2].clamp(0, height)
+            instances.append(Instance(rle=rle_utils.encode(mask), box_xyxy=[float(v) for v in box],
+                                      score=float(scores[q])))
+        return PhraseProposal(phrase=phrase, presence_score=float(presence[0]), instances=instances,
+                              truncated=truncated)
