@@ -6,8 +6,6 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 
 @pytest.fixture
@@ -18,7 +16,10 @@ def make_user(db, django_user_model):
     return make
 
 
-def token_client(user) -> APIClient:
+def token_client(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
     return client

@@ -88,4 +88,4 @@ def test_error_rates_outside_zero_one_are_refused(field):
 def test_the_settings_describe_themselves_as_simulated():
     text = AnnotatorConfig().describe()
     assert text.startswith("SIMULATED")
-    assert "MV 3.0%" in text and "EV 26/datapoint" in text
+    assert "MV 3.0%" in text and "EV 24/datapoint" in text

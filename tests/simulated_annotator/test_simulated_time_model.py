@@ -16,13 +16,13 @@ EXACT = AnnotatorConfig(error_rate_mv=0.0, error_rate_ev=0.0, error_rate_correct
 def test_default_constants():
     tm = TimeModel()
     assert (tm.mv_per_mask, tm.ev_per_datapoint, tm.correction_base, tm.correction_per_added,
-            tm.correction_per_edited, tm.correction_per_deleted, tm.reject_phrase) == (4, 26, 120, 40, 20, 2, 26)
+            tm.correction_per_edited, tm.correction_per_deleted, tm.reject_phrase) == (2, 24, 120, 40, 20, 2, 24)
 
 
 def test_paper_like_reference_scenario_reproduces_the_paper():
-    # Negative: one spurious proposal + EV = 30 s. Positive: 4 MV + EV + correction adding one = 202 s.
+    # Negative: 3 spurious proposals + EV = 30 s. Positive: 4 MV + EV + correction adding one = 192 s.
     reference = TimeModel().reference_scenario()
-    assert reference == {"negative": 30.0, "positive": 202.0}
+    assert reference == {"negative": 30.0, "positive": 192.0}
     for which, seconds in reference.items():
         assert abs(seconds / PAPER_ALL_HUMAN_SECONDS[which] - 1) <= CALIBRATION_TOLERANCE
 
@@ -35,9 +35,9 @@ def test_correction_cost_is_base_plus_per_instance_actions():
 
 def test_without_jitter_every_action_costs_its_constant():
     tm = TimeModel()
-    assert tm.mask_verification(("a",)) == tm.mask_verification(("b",)) == 4.0
-    assert tm.exhaustivity_verification() == 26.0
-    assert tm.phrase_rejection() == 26.0
+    assert tm.mask_verification(("a",)) == tm.mask_verification(("b",)) == 2.0
+    assert tm.exhaustivity_verification() == 24.0
+    assert tm.phrase_rejection() == 24.0
 
 
 def test_jitter_is_deterministic_and_keeps_the_mean():
@@ -45,7 +45,7 @@ def test_jitter_is_deterministic_and_keeps_the_mean():
     samples = [tm.exhaustivity_verification(("item", i)) for i in range(20000)]
     assert samples[:50] == [tm.exhaustivity_verification(("item", i)) for i in range(50)]
     assert len(set(samples)) > 19000
-    assert sum(samples) / len(samples) == pytest.approx(26.0, rel=0.02)
+    assert sum(samples) / len(samples) == pytest.approx(24.0, rel=0.02)
     assert TimeModel(jitter_sigma=0.5, seed=4).exhaustivity_verification(("item", 0)) != samples[0]
 
 
@@ -56,8 +56,8 @@ def test_negative_constants_are_refused():
 
 def test_the_model_prints_every_constant():
     text = TimeModel().describe()
-    for fragment in ("MV 4/mask", "EV 26/datapoint", "correction 120/job", "40/added", "20/edited", "2/deleted",
-                     "reject phrase 26"):
+    for fragment in ("MV 2/mask", "EV 24/datapoint", "correction 120/job", "40/added", "20/edited", "2/deleted",
+                     "reject phrase 24"):
         assert fragment in text
 
 
@@ -83,9 +83,9 @@ def test_replay_without_proposals_is_ev_plus_correction():
         (4, "exhaustivity_verification"),
     ]
     timing = seconds_per_datapoint(records, world)
-    assert timing.negative_mean == 26
-    assert timing.positive_mean == 26 + 120 + 40 * 1.5  # one and two instances added
-    assert timing.positive_by_kind == {"mask_verification": 0, "exhaustivity_verification": 26,
+    assert timing.negative_mean == 24
+    assert timing.positive_mean == 24 + 120 + 40 * 1.5  # one and two instances added
+    assert timing.positive_by_kind == {"mask_verification": 0, "exhaustivity_verification": 24,
                                        "correction": 120 + 40 * 1.5}
 
 
@@ -100,7 +100,7 @@ def test_replay_counts_every_proposal_verified():
     per_dp = {}
     for r in records:
         per_dp[r.datapoint_id] = per_dp.get(r.datapoint_id, 0) + r.seconds
-    assert per_dp == {1: 2 * 4 + 26, 2: 4 + 26, 3: 4 + 26 + 120 + 40, 4: 26}
+    assert per_dp == {1: 2 * 2 + 24, 2: 2 + 24, 3: 2 + 24 + 120 + 40, 4: 24}
 
 
 def test_load_proposals_filters_and_caps_like_the_platform():
@@ -111,8 +111,10 @@ def test_load_proposals_filters_and_caps_like_the_platform():
 
 def test_calibration_report_flags_a_world_outside_tolerance():
     world = _world()
-    report = check_calibration(replay_all_human_phase1(world, {}, EXACT), world)
-    # Negative 26 s (-13%): within; positive 206 s (-0.5%): within.
+    spurious = {2: [box(5, 5, 15, 15)], 4: [box(5, 5, 15, 15)]}
+    report = check_calibration(replay_all_human_phase1(world, spurious, EXACT), world)
+    # Negative 2 + 24 = 26 s (-13%), positive 24 + 120 + 60 = 204 s (-1.4%): both within 20%.
+    assert (report.measured.negative_mean, report.measured.positive_mean) == (26, 204)
     assert report.ok
     assert "SIMULATED" in report.summary()
     slow = TimeModel(ev_per_datapoint=60)

@@ -138,6 +138,13 @@ def run_simulated_annotators(project: Project, users, gold_path: Path, options: 
     return ground_truth, config, stats
 
 
+def calibration_summary(stats, ground_truth) -> str:
+    """How this run's SIMULATED seconds compare with the paper's all-human figures (207 s / 30 s)."""
+    from simulated_annotator.calibration import check_calibration
+
+    return check_calibration(stats.log, ground_truth).summary()
+
+
 def summary_rows(project: Project, stats, ground_truth, snapshot, wall_seconds: float) -> list[tuple[str, str]]:
     from simulated_annotator.report import escaped_errors, seconds_per_datapoint
 

@@ -47,6 +47,7 @@ class Command(BaseCommand):
             "correction) ...")
         ground_truth, config, stats = demo.run_simulated_annotators(project, users, gold, options)
         say(config.describe())
+        say(demo.calibration_summary(stats, ground_truth))
         snapshot = demo.export_snapshot(project, actor=users["lead"])
         demo.print_table(say, "Phase 1 summary (human work by SIMULATED annotators)",
                          demo.summary_rows(project, stats, ground_truth, snapshot, time.monotonic() - started))
