@@ -19,6 +19,10 @@ class Project(models.Model):
     active_model = models.ForeignKey(
         "engine.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    active_verifier = models.ForeignKey(
+        "engine.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The MV/EV verifier used from Phase 2 on.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -48,6 +48,7 @@ class VerdictKind(models.TextChoices):
     MASK = "mv", "mask verification"
     EXHAUSTIVITY = "ev", "exhaustivity verification"
     CORRECTION = "correction"
+    REVIEW = "review", "human review of an AI-accepted datapoint"
 
 
 class MVOption(models.TextChoices):
@@ -69,6 +70,11 @@ class EVOption(models.TextChoices):
     FLAG_LABEL = "flag_label"
     WHOLE_IMAGE = "whole_image"
     UNGROUNDABLE = "ungroundable", "ungroundable / vague / unsure"
+
+
+class ReviewDecision(models.TextChoices):
+    CONFIRM = "confirm", "the AI-accepted datapoint is right"
+    REJECT = "reject", "the AI accepted an error"
 
 
 class CorrectionOutcome(models.TextChoices):

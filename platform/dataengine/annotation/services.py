@@ -45,7 +45,10 @@ TAKES_PHRASE_OUT = {MVOption.FLAG_LABEL, MVOption.WHOLE_IMAGE, EVOption.UNGROUND
 
 
 def store_proposal(datapoint: Datapoint, *, model_version, job, proposal_json: dict) -> Proposal | None:
-    """Persist one model proposal for a datapoint in PROPOSING and route it (Phase 1). Replays do nothing.
+    """Persist one model proposal for a datapoint in PROPOSING and route it. Replays do nothing.
+
+    Phase 1 (or no active verifier): a human MV task per mask, or straight to human EV without masks.
+    Phase 2+: the AI verifiers judge it first (annotation.verifying).
 
     Precondition: the caller holds a transaction and a lock on the job row.
     """
@@ -65,6 +68,14 @@ def store_proposal(datapoint: Datapoint, *, model_version, job, proposal_json: d
                           source=MaskSource.MODEL, score=float(instance["score"]), proposal=proposal))
     Mask.objects.bulk_create(masks)
     config = ProjectConfig.of(datapoint.project)
+    if datapoint.project.phase >= 2 and datapoint.project.active_verifier_id is not None:
+        from dataengine.annotation.verifying import request_verification
+
+        datapoint.state = DatapointState.AI_VERIFICATION
+        datapoint.revision += 1
+        datapoint.save(update_fields=["state", "revision", "updated_at"])
+        request_verification(datapoint)
+        return proposal
     if masks:
         datapoint.state = DatapointState.MASK_VERIFICATION
         HumanTask.objects.bulk_create(

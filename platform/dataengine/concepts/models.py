@@ -22,6 +22,7 @@ class DatapointSource(models.TextChoices):
 class DatapointState(models.TextChoices):
     PENDING = "pending", "waiting for a proposal"
     PROPOSING = "proposing"
+    AI_VERIFICATION = "ai_verification", "with the AI verifiers (Phase 2+)"
     MASK_VERIFICATION = "mask_verification"
     EXHAUSTIVITY_VERIFICATION = "exhaustivity_verification"
     CORRECTION = "correction"
@@ -50,6 +51,7 @@ class Datapoint(models.Model):
     final_label = models.CharField(max_length=16, choices=FinalLabel.choices, default=FinalLabel.NONE, blank=True)
     reason = models.TextField(blank=True, help_text="Why it was rejected or failed.")
     is_gold = models.BooleanField(default=False, help_text="Part of the project's frozen gold set.")
+    auto_accepted = models.BooleanField(default=False, help_text="Accepted by the AI verifiers without a human.")
     # Bumped on every change of the datapoint's masks: a submission based on an older revision is stale.
     revision = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

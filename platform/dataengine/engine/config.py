@@ -14,6 +14,14 @@ class ProjectConfig:
     mv_priority: int = 10
     ev_priority: int = 5
     correction_priority: int = 1
+    # Phase 2 routing. Auto-accept only where the verifier version's calibrated thresholds (picked on held-out
+    # human verdicts for this precision) are met; everything else goes to human correction.
+    target_precision: float = 0.98
+    audit_rate: float = 0.05  # share of auto-accepted datapoints sent to human review
+    presence_margin: float = 0.1  # SAM 3 presence this close to 0.5 is failure-prone
+    crowded_instances: int = 10
+    tiny_instance_fraction: float = 0.001  # of the image area
+    low_score_phrases: tuple = ()  # phrases where the current model's gold score is low
 
     @classmethod
     def of(cls, project) -> "ProjectConfig":
@@ -21,7 +29,10 @@ class ProjectConfig:
         unknown = set(project.config or {}) - known
         if unknown:
             raise ValueError(f"unknown project config keys: {sorted(unknown)}")
-        return cls(**(project.config or {}))
+        values = dict(project.config or {})
+        if "low_score_phrases" in values:
+            values["low_score_phrases"] = tuple(values["low_score_phrases"])
+        return cls(**values)
 
     def as_dict(self) -> dict:
         return asdict(self)

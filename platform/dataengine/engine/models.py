@@ -5,6 +5,7 @@ from django.db import models
 
 class ModelKind(models.TextChoices):
     SAM3 = "sam3"
+    VERIFIER = "verifier", "MV + EV verifier (one base, an adapter per task)"
     MASK_VERIFIER = "mask_verifier"
     EXHAUSTIVITY_VERIFIER = "exhaustivity_verifier"
 

@@ -12,6 +12,17 @@ class ProjectSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "phase", "config", "active_model", "created_at", "updated_at"]
         read_only_fields = ["id", "active_model", "created_at", "updated_at"]
 
+    def validate_config(self, value):
+        from dataengine.engine.config import ProjectConfig
+
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("config must be an object")
+        try:
+            ProjectConfig.of(Project(config=value))
+        except (TypeError, ValueError) as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
 
 class MembershipSerializer(serializers.ModelSerializer):
     username = serializers.SlugRelatedField(source="user", slug_field="username",

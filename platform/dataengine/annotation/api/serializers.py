@@ -1,7 +1,16 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from dataengine.annotation.models import CorrectionOutcome, EVOption, HumanTask, Mask, MaskState, MVOption, TaskKind
+from dataengine.annotation.models import (
+    CorrectionOutcome,
+    EVOption,
+    HumanTask,
+    Mask,
+    MaskState,
+    MVOption,
+    ReviewDecision,
+    TaskKind,
+)
 from dataengine.concepts.models import Datapoint
 from dataengine.media.models import MediaItem
 
@@ -79,6 +88,18 @@ class MaskInputSerializer(serializers.Serializer):
     mask_id = serializers.IntegerField(required=False, allow_null=True, help_text="Keep (or, with rle, edit) this mask.")
     rle = RLEField(required=False, allow_null=True, help_text="A new or edited mask as COCO compressed RLE.")
     iscrowd = serializers.BooleanField(default=False, help_text="A group mask of inseparable instances.")
+
+
+class ReviewSerializer(SubmissionSerializer):
+    decision = serializers.ChoiceField(choices=ReviewDecision.choices)
+
+
+class VerifierPrecisionSerializer(serializers.Serializer):
+    verifier_version = serializers.CharField()
+    reviewed = serializers.IntegerField()
+    confirmed = serializers.IntegerField()
+    precision = serializers.FloatField()
+    auto_accepted_in_project = serializers.IntegerField()
 
 
 class CorrectionSerializer(SubmissionSerializer):

@@ -10,4 +10,6 @@ urlpatterns = [
     path("tasks/<int:pk>/mask-verification", views.SubmitMaskVerification.as_view(), name="task-mv"),
     path("tasks/<int:pk>/exhaustivity-verification", views.SubmitExhaustivityVerification.as_view(), name="task-ev"),
     path("tasks/<int:pk>/correction", views.SubmitCorrection.as_view(), name="task-correction"),
+    path("tasks/<int:pk>/review", views.SubmitReview.as_view(), name="task-review"),
+    path("projects/<int:pk>/verifier-precision", views.VerifierPrecision.as_view(), name="verifier-precision"),
 ]

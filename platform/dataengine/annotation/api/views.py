@@ -5,15 +5,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dataengine.accounts.services import LEADS, WORKERS, access_project
-from dataengine.annotation import services
+from dataengine.annotation import services, verifying
 from dataengine.annotation.api.serializers import (
     CorrectionSerializer,
     ExhaustivityVerificationSerializer,
     LeaseSerializer,
     MaskVerificationSerializer,
     NextTaskSerializer,
+    ReviewSerializer,
     SubmissionResultSerializer,
     TaskSerializer,
+    VerifierPrecisionSerializer,
 )
 from dataengine.annotation.models import HumanTask
 from dataengine.errors import NotAllowed, NotFound
@@ -114,3 +116,23 @@ class SubmitCorrection(APIView):
             outcome=data["outcome"], masks=masks, seconds=data["seconds"], reason=data["reason"]))
 
 
+
+
+class SubmitReview(APIView):
+    """Confirm an AI-accepted datapoint, or reject it (it goes back to correction and counts against the AI)."""
+
+    @extend_schema(request=ReviewSerializer, responses=SubmissionResultSerializer)
+    def post(self, request, pk: int):
+        data = _submission(ReviewSerializer, request)
+        return _outcome_response(verifying.submit_review(
+            pk, user=request.user, lease_token=data["lease_token"], decision=data["decision"],
+            seconds=data["seconds"]))
+
+
+class VerifierPrecision(APIView):
+    """AI precision per verifier version, measured by human review of sampled auto-accepted datapoints."""
+
+    @extend_schema(responses=VerifierPrecisionSerializer(many=True))
+    def get(self, request, pk: int):
+        project = access_project(request.user, pk, LEADS | {"reviewer"})
+        return Response(verifying.verifier_precision(project))

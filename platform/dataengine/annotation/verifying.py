@@ -1,0 +1,268 @@
+"""Phase 2+ routing: the AI verifiers judge every proposal; humans get only what the machines cannot settle.
+
+For each proposed datapoint the ``llm`` task ``verifiers.verify_datapoint.v1`` scores every mask (MV) and the
+set of masks it would accept (EV); ``annotation.store_verdicts.v1`` records the AI verdicts and routes:
+
+- auto-accept only where the verifier version's calibrated thresholds are met (picked on held-out human
+  verdicts for the project's target precision and stored in the version's manifest) and nothing marks the
+  item failure-prone; a sampled share of these goes to human review, which measures AI precision;
+- "flag label" / "whole image" take the phrase out of circulation for that image, with the reason;
+- everything else goes to the human correction queue, highest expected value first.
+
+A verifier version without thresholds for the project's target precision auto-accepts nothing: a weak or
+uncalibrated verifier sends more work to humans, never more errors into the data.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from celery import chain
+from django.db import transaction
+
+from dataengine.annotation.models import (
+    EVOption,
+    Mask,
+    MaskState,
+    MVOption,
+    ReviewDecision,
+    TaskKind,
+    Verdict,
+    VerdictKind,
+)
+from dataengine.annotation.services import (
+    Outcome,
+    _accept,
+    _complete,
+    _locked_task,
+    _queue,
+    _take_out_of_circulation,
+    fail_datapoint,
+)
+from dataengine.concepts.models import Datapoint, DatapointState, FinalLabel
+from dataengine.engine.config import ProjectConfig
+from dataengine.engine.models import Job, JobState, ModelVersion
+from dataengine.engine.services import get_or_create_job, record_audit
+from dataengine.errors import InvalidInput
+from dataengine.media.storage import media_uri
+
+log = logging.getLogger(__name__)
+
+VERIFY_TASK = "verifiers.verify_datapoint.v1"
+MV_ACCEPTS = (MVOption.ACCEPT, MVOption.ACCEPT_AS_TEXT)
+TAKES_OUT = (MVOption.FLAG_LABEL, MVOption.WHOLE_IMAGE)
+
+
+def thresholds_for(version: ModelVersion, target_precision: float) -> tuple[float | None, float | None]:
+    """(MV, EV) accept thresholds stored with the verifier version, or None where they do not reach the target."""
+    manifest = version.manifest or {}
+    if float(manifest.get("target_precision", 0.0)) < target_precision:
+        return None, None
+    thresholds = manifest.get("thresholds") or {}
+    return thresholds.get("mv"), thresholds.get("ev")
+
+
+# ---------------------------------------------------------------- enqueue
+
+
+def request_verification(datapoint: Datapoint) -> Job:
+    """Create the verification job for a datapoint whose proposal was just stored; enqueue it after commit."""
+    project = datapoint.project
+    version = project.active_verifier
+    t_mv, _ = thresholds_for(version, ProjectConfig.of(project).target_precision)
+    masks = list(datapoint.masks.filter(state=MaskState.PROPOSED).order_by("id"))
+    payload = {
+        "media_uri": media_uri(datapoint.media.storage_name),
+        "phrase": datapoint.concept.phrase,
+        "masks": [{"id": m.pk, "rle": m.rle} for m in masks],
+        "model": {"version": version.name, "uri": version.uri},
+        # Without a calibrated threshold no mask counts as accepted for EV: the item goes to a human anyway.
+        "mv_accept_threshold": t_mv if t_mv is not None else 1.0,
+    }
+    job, created = get_or_create_job(
+        VERIFY_TASK, project=project, payload={**payload, "datapoint": datapoint.pk},
+        key_inputs={"datapoint": datapoint.pk, "revision": datapoint.revision, "verifier": version.name,
+                    "masks": [m.pk for m in masks]},
+    )
+    if created:
+        transaction.on_commit(lambda: enqueue_verification_chain(payload, job.pk))
+    return job
+
+
+def enqueue_verification_chain(payload: dict, job_id: int):
+    from dataengine.annotation.tasks import store_verdicts
+    from workers.verifiers import verify_datapoint
+
+    return chain(verify_datapoint.s(payload).set(queue="llm"), store_verdicts.s(job_id).set(queue="cpu")).apply_async()
+
+
+# ---------------------------------------------------------------- the routing decision (pure)
+
+
+@dataclass(frozen=True)
+class Route:
+    auto_accept: bool
+    accepted_mask_ids: list[int]
+    take_out: str | None = None  # the reason when the phrase leaves circulation
+    reasons: list[str] = field(default_factory=list)  # why a human gets it
+    priority: int = 0
+
+
+def p_accept(probabilities: dict) -> float:
+    return sum(float(probabilities.get(option, 0.0)) for option in MV_ACCEPTS)
+
+
+def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_presence: float,
+                 ai_presence: float, mask_areas: dict[int, int], image_area: int, phrase: str,
+                 config: ProjectConfig, t_mv: float | None, t_ev: float | None) -> Route:
+    """Where one datapoint goes after the AI verifiers, from their probabilities and the proposal."""
+    for mask_id, probabilities in mv.items():
+        top = max(probabilities, key=probabilities.get)
+        if top in TAKES_OUT and probabilities[top] >= 0.5:
+            return Route(False, [], take_out=f"AI mask verification: {top} ({probabilities[top]:.2f})")
+    top_ev = max(ev, key=ev.get)
+    if top_ev in (EVOption.FLAG_LABEL, EVOption.WHOLE_IMAGE) and ev[top_ev] >= 0.5:
+        return Route(False, [], take_out=f"AI exhaustivity verification: {top_ev} ({ev[top_ev]:.2f})")
+    accepted = [m for m in ev_mask_ids if m in mv]
+    reasons = []
+    if t_mv is None or t_ev is None:
+        reasons.append("verifier not calibrated for the target precision")
+    elif float(ev.get(EVOption.ACCEPT, 0.0)) < t_ev:
+        reasons.append(f"EV not confident the masks are exhaustive (P(accept) {ev.get(EVOption.ACCEPT, 0.0):.2f} "
+                       f"< {t_ev:.2f})")
+    if abs(sam3_presence - 0.5) < config.presence_margin:
+        reasons.append(f"SAM 3 presence {sam3_presence:.2f} near the threshold")
+    if (sam3_presence >= 0.5) != (ai_presence >= 0.5):
+        reasons.append(f"model and verifier disagree on presence ({sam3_presence:.2f} vs {ai_presence:.2f})")
+    if len(mv) >= config.crowded_instances:
+        reasons.append(f"crowded: {len(mv)} proposed instances")
+    if any(area < config.tiny_instance_fraction * image_area for area in mask_areas.values()):
+        reasons.append("tiny instances")
+    if phrase in config.low_score_phrases:
+        reasons.append("the current model scores low on this phrase")
+    # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
+    priority = round(100 * (1 - float(ev.get(EVOption.ACCEPT, 0.0)))) + 10 * len(reasons)
+    return Route(not reasons, accepted, reasons=reasons, priority=priority)
+
+
+def sampled_for_audit(datapoint_id: int, rate: float) -> bool:
+    """A stable pseudo-random draw per datapoint, so a replay samples the same items."""
+    digest = hashlib.sha256(f"audit:{datapoint_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+# ---------------------------------------------------------------- store
+
+
+def store_verifier_result(job_id: int, result: dict) -> Job:
+    """Record the AI verdicts of one datapoint and route it. Idempotent: a replay changes nothing."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        job.attempts += 1
+        if job.state != JobState.QUEUED:
+            job.save(update_fields=["attempts", "updated_at"])
+            return job
+        datapoint = (Datapoint.objects.select_for_update().select_related("media", "project", "concept")
+                     .get(pk=job.payload["datapoint"]))
+        if datapoint.state != DatapointState.AI_VERIFICATION:
+            job.state = JobState.DONE
+        elif result.get("error"):
+            job.state, job.error = JobState.FAILED, f"{result['error'].get('kind')}: {result['error'].get('message')}"
+            # The defined fallback: a human corrects what the verifier could not judge.
+            _to_correction(datapoint, [f"verifier error: {job.error}"], ProjectConfig.of(datapoint.project)
+                           .correction_priority)
+        else:
+            _apply(datapoint, result)
+            job.state = JobState.DONE
+        job.save(update_fields=["state", "error", "attempts", "updated_at"])
+    return job
+
+
+def _to_correction(datapoint: Datapoint, reasons: list[str], priority: int) -> None:
+    datapoint.state = DatapointState.CORRECTION
+    datapoint.reason = "; ".join(reasons)
+    datapoint.save(update_fields=["state", "reason", "updated_at"])
+    _queue(datapoint, TaskKind.CORRECTION, priority)
+
+
+def _apply(datapoint: Datapoint, result: dict) -> None:
+    config = ProjectConfig.of(datapoint.project)
+    version = ModelVersion.objects.get(name=result["model_version"])
+    t_mv, t_ev = thresholds_for(version, config.target_precision)
+    masks = {m.pk: m for m in datapoint.masks.filter(state=MaskState.PROPOSED)}
+    templates = result.get("template_versions", {})
+    mv = {}
+    for entry in result["mv"]:
+        mask = masks.get(entry["mask_id"])
+        if mask is None:
+            raise InvalidInput(f"verifier result names mask {entry['mask_id']}, not a proposed mask of this datapoint")
+        mv[mask.pk] = entry["probabilities"]
+        Verdict.objects.create(kind=VerdictKind.MASK, datapoint=datapoint, mask=mask, by_ai=True,
+                               verifier_version=version, probabilities=entry["probabilities"],
+                               decision=max(entry["probabilities"], key=entry["probabilities"].get),
+                               template_version=templates.get("mv", ""))
+    ev = result["ev"]["probabilities"]
+    Verdict.objects.create(kind=VerdictKind.EXHAUSTIVITY, datapoint=datapoint, by_ai=True, verifier_version=version,
+                           probabilities=ev, decision=max(ev, key=ev.get), template_version=templates.get("ev", ""),
+                           note=f"masks judged: {result['ev']['mask_ids']}")
+    proposal = datapoint.proposals.order_by("-id").first()
+    route = decide_route(
+        mv=mv, ev=ev, ev_mask_ids=list(result["ev"]["mask_ids"]),
+        sam3_presence=proposal.presence_score if proposal else 0.0, ai_presence=float(result["presence_score"]),
+        mask_areas={pk: m.area for pk, m in masks.items()}, image_area=datapoint.media.width * datapoint.media.height,
+        phrase=datapoint.concept.phrase, config=config, t_mv=t_mv, t_ev=t_ev)
+    for pk, mask in masks.items():
+        mask.state = MaskState.ACCEPTED if pk in route.accepted_mask_ids else MaskState.REJECTED
+    Mask.objects.bulk_update(masks.values(), ["state"])
+    datapoint.revision += 1
+    datapoint.save(update_fields=["revision"])
+    if route.take_out:
+        _take_out_of_circulation(datapoint, route.take_out)
+    elif route.auto_accept:
+        _accept(datapoint)
+        datapoint.auto_accepted = True
+        datapoint.save(update_fields=["auto_accepted"])
+        if sampled_for_audit(datapoint.pk, config.audit_rate):
+            _queue(datapoint, TaskKind.REVIEW, config.ev_priority)
+    else:
+        _to_correction(datapoint, route.reasons, route.priority)
+
+
+# ---------------------------------------------------------------- human review of AI-accepted items
+
+
+def submit_review(task_id: int, *, user, lease_token: int, decision: str, seconds: float) -> Outcome:
+    """A reviewer confirms an AI-accepted datapoint or sends it back to correction (an escaped AI error)."""
+    if decision not in ReviewDecision.values:
+        raise InvalidInput(f"decision must be one of {ReviewDecision.values}")
+    with transaction.atomic():
+        task, datapoint = _locked_task(task_id, user, lease_token, TaskKind.REVIEW)
+        Verdict.objects.create(kind=VerdictKind.REVIEW, datapoint=datapoint, task=task, decision=decision, user=user,
+                               seconds=seconds)
+        _complete(task, user)
+        if decision == ReviewDecision.REJECT:
+            datapoint.final_label = FinalLabel.NONE
+            datapoint.save(update_fields=["final_label"])
+            _to_correction(datapoint, [f"review by {user} rejected the AI-accepted result"],
+                           ProjectConfig.of(datapoint.project).correction_priority + 100)
+        record_audit("task.review", task, actor=user, project=datapoint.project, decision=decision, seconds=seconds)
+    return Outcome(task, datapoint)
+
+
+def verifier_precision(project) -> list[dict]:
+    """Audited AI precision per verifier version: confirmed reviews ÷ reviews of AI-accepted datapoints."""
+    rows: dict[str, dict] = {}
+    reviews = Verdict.objects.filter(datapoint__project=project, kind=VerdictKind.REVIEW).values(
+        "datapoint_id", "decision")
+    versions = dict(Verdict.objects.filter(datapoint__project=project, kind=VerdictKind.EXHAUSTIVITY, by_ai=True)
+                    .values_list("datapoint_id", "verifier_version__name"))
+    for review in reviews:
+        name = versions.get(review["datapoint_id"], "unknown")
+        row = rows.setdefault(name, {"verifier_version": name, "reviewed": 0, "confirmed": 0})
+        row["reviewed"] += 1
+        row["confirmed"] += review["decision"] == ReviewDecision.CONFIRM
+    for row in rows.values():
+        row["precision"] = row["confirmed"] / row["reviewed"]
+    auto = Datapoint.objects.filter(project=project, auto_accepted=True).count()
+    return [dict(row, auto_accepted_in_project=auto) for row in rows.values()]

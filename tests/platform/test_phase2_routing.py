@@ -1,0 +1,168 @@
+"""Phase 2: the AI verifiers judge every proposal; humans get only what the machines cannot settle."""
+import pytest
+
+from dataengine.annotation import services
+from dataengine.annotation.models import HumanTask, Mask, TaskKind, TaskState, Verdict
+from dataengine.annotation.verifying import decide_route, sampled_for_audit, store_verifier_result, submit_review, \
+    verifier_precision
+from dataengine.concepts.models import DatapointState, FinalLabel
+from dataengine.engine.config import ProjectConfig
+from dataengine.engine.models import Job, JobState, ModelKind
+from dataengine.engine.services import register_model_version
+from tests.platform.factories import box_mask, image, propose
+
+pytestmark = [pytest.mark.pg, pytest.mark.django_db]
+
+CALIBRATED = {"target_precision": 0.98, "thresholds": {"mv": 0.8, "ev": 0.9}}
+
+
+@pytest.fixture
+def phase2(project):
+    verifier = register_model_version(name="verifier-test", uri="preset:tiny-verifier", kind=ModelKind.VERIFIER,
+                                      manifest=CALIBRATED)
+    project.phase, project.active_verifier, project.config = 2, verifier, {"audit_rate": 0.0}
+    project.save()
+    return project
+
+
+def mv_probs(accept: float) -> dict:
+    rest = (1 - accept) / 4
+    return {"accept": accept, "accept_as_text": rest, "flag_label": rest, "whole_image": rest, "reject": rest}
+
+
+def ev_probs(accept: float, **others) -> dict:
+    probs = {"accept": accept, "reject": 0.0, "reject_unseparated": 0.0, "flag_label": 0.0, "whole_image": 0.0,
+             "ungroundable": 0.0, **others}
+    left = 1 - sum(probs.values())
+    probs["reject"] += left
+    return probs
+
+
+def verify(project, datapoint, mv_accept: list[float], ev: dict, presence: float = 0.9):
+    job = Job.objects.get(task_name="verifiers.verify_datapoint.v1", payload__datapoint=datapoint.pk)
+    masks = job.payload["masks"]
+    result = {"task": "verifiers.verify_datapoint.v1", "model_version": project.active_verifier.name,
+              "template_versions": {"mv": "mv.v1", "ev": "ev.v1"},
+              "mv": [{"mask_id": m["id"], "probabilities": mv_probs(p)} for m, p in zip(masks, mv_accept)],
+              "ev": {"mask_ids": [m["id"] for m, p in zip(masks, mv_accept) if p >= 0.8], "probabilities": ev},
+              "presence_score": presence, "error": None}
+    return store_verifier_result(job.pk, result)
+
+
+def proposed(project, masks, phrase="red circle"):
+    dp = propose(project, image(project), {phrase: masks})[phrase]
+    assert dp.state == DatapointState.AI_VERIFICATION
+    assert not HumanTask.objects.filter(datapoint=dp).exists(), "no human task before the verifiers ran"
+    return dp
+
+
+def test_confident_verdicts_accept_without_a_human_and_record_the_verifier(phase2):
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)])
+    verify(phase2, dp, [0.95, 0.1], ev_probs(0.97))
+    dp.refresh_from_db()
+    assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.POSITIVE, True)
+    assert sorted(Mask.objects.filter(datapoint=dp).values_list("state", flat=True)) == ["accepted", "rejected"]
+    assert not HumanTask.objects.filter(datapoint=dp).exists()
+    verdicts = Verdict.objects.filter(datapoint=dp, by_ai=True)
+    assert verdicts.count() == 3
+    assert {(v.verifier_version.name, v.template_version) for v in verdicts} == {("verifier-test", "mv.v1"),
+                                                                               ("verifier-test", "ev.v1")}
+
+
+def test_a_confident_verified_negative_needs_no_human(phase2):
+    dp = proposed(phase2, [], phrase="green star")
+    verify(phase2, dp, [], ev_probs(0.99), presence=0.02)
+    dp.refresh_from_db()
+    assert (dp.state, dp.final_label) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE)
+
+
+def test_uncertain_exhaustivity_goes_to_correction_with_the_reason(phase2):
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)])
+    verify(phase2, dp, [0.95], ev_probs(0.6))
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.CORRECTION and "EV not confident" in dp.reason
+    task = HumanTask.objects.get(datapoint=dp)
+    assert (task.kind, task.state, task.priority) == (TaskKind.CORRECTION, TaskState.QUEUED, 50)
+
+
+def test_a_verifier_without_thresholds_for_the_target_precision_accepts_nothing(phase2):
+    phase2.active_verifier.manifest = {"target_precision": 0.9, "thresholds": {"mv": 0.5, "ev": 0.5}}
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)])
+    verify(phase2, dp, [0.99], ev_probs(0.99))
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.CORRECTION and "not calibrated" in dp.reason
+
+
+def test_flag_label_takes_the_phrase_out_of_circulation(phase2):
+    dp = proposed(phase2, [], phrase="ugly person")
+    verify(phase2, dp, [], ev_probs(0.1, flag_label=0.8))
+    dp.refresh_from_db()
+    assert (dp.state, dp.final_label) == (DatapointState.REJECTED, FinalLabel.REJECTED)
+    assert "flag_label" in dp.reason
+
+
+@pytest.mark.parametrize("presence, mv_accept, config, reason", [
+    (0.55, [0.95], {}, "near the threshold"),
+    (0.9, [0.95], {"low_score_phrases": ["red circle"]}, "scores low"),
+    (0.9, [0.95] * 3, {"crowded_instances": 3}, "crowded"),
+])
+def test_failure_prone_items_reach_a_human_even_when_the_verifiers_are_confident(phase2, presence, mv_accept,
+                                                                                 config, reason):
+    phase2.config = {**phase2.config, **config}
+    phase2.save()
+    dp = proposed(phase2, [box_mask(10 * i, 0, 10 * i + 8, 8) for i in range(len(mv_accept))])
+    dp.proposals.update(presence_score=presence)
+    verify(phase2, dp, mv_accept, ev_probs(0.97))
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.CORRECTION and reason in dp.reason
+
+
+def test_a_sampled_share_of_auto_accepted_items_goes_to_review_and_measures_precision(phase2, alice):
+    phase2.config = {"audit_rate": 1.0}
+    phase2.save()
+    first = proposed(phase2, [box_mask(0, 0, 20, 20)])
+    verify(phase2, first, [0.95], ev_probs(0.97))
+    second = proposed(phase2, [], phrase="blue star")
+    verify(phase2, second, [], ev_probs(0.99), presence=0.05)
+    reviews = HumanTask.objects.filter(kind=TaskKind.REVIEW)
+    assert reviews.count() == 2
+    task = services.lease_next_task(phase2, alice, TaskKind.REVIEW)
+    submit_review(task.pk, user=alice, lease_token=task.lease_token, decision="confirm", seconds=5)
+    task = services.lease_next_task(phase2, alice, TaskKind.REVIEW)
+    outcome = submit_review(task.pk, user=alice, lease_token=task.lease_token, decision="reject", seconds=7)
+    assert outcome.datapoint.state == DatapointState.CORRECTION
+    assert HumanTask.objects.get(datapoint=outcome.datapoint, kind=TaskKind.CORRECTION).state == TaskState.QUEUED
+    [row] = verifier_precision(phase2)
+    assert (row["verifier_version"], row["reviewed"], row["confirmed"], row["precision"]) == ("verifier-test", 2, 1,
+                                                                                               0.5)
+
+
+def test_audit_sampling_is_stable_and_near_the_rate():
+    draws = [sampled_for_audit(i, 0.05) for i in range(20_000)]
+    assert draws == [sampled_for_audit(i, 0.05) for i in range(20_000)]
+    assert 0.04 < sum(draws) / len(draws) < 0.06
+
+
+def test_a_verifier_error_falls_back_to_a_human_and_a_replay_changes_nothing(phase2):
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)])
+    job = Job.objects.get(task_name="verifiers.verify_datapoint.v1")
+    failed = store_verifier_result(job.pk, {"model_version": "verifier-test", "error": {
+        "kind": "input", "message": "answer 'Z' is not an option"}})
+    assert failed.state == JobState.FAILED and "not an option" in failed.error
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.CORRECTION and "verifier error" in dp.reason
+    replay = verify(phase2, dp, [0.99], ev_probs(0.99))
+    assert replay.attempts == 2 and HumanTask.objects.filter(datapoint=dp).count() == 1
+
+
+def test_the_route_is_a_pure_function_of_the_scores():
+    config = ProjectConfig()
+    route = decide_route(mv={1: mv_probs(0.9), 2: mv_probs(0.2)}, ev=ev_probs(0.95), ev_mask_ids=[1],
+                         sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 400}, image_area=3072,
+                         phrase="red circle", config=config, t_mv=0.8, t_ev=0.9)
+    assert (route.auto_accept, route.accepted_mask_ids, route.reasons) == (True, [1], [])
+    tiny = decide_route(mv={1: mv_probs(0.9)}, ev=ev_probs(0.95), ev_mask_ids=[1], sam3_presence=0.9,
+                        ai_presence=0.1, mask_areas={1: 1}, image_area=3072, phrase="x", config=config, t_mv=0.8,
+                        t_ev=0.9)
+    assert not tiny.auto_accept and any("disagree" in r for r in tiny.reasons) and "tiny instances" in tiny.reasons
