@@ -1,0 +1,68 @@
+"""``python -m model.predict``: COCO results for a gold file, which the SA-Co evaluator accepts."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from model import rle
+from model.eval import evaluate
+from model.predict import DEFAULT_CHECKPOINT, main, resolve_checkpoint
+from model.synthetic import generate_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, seed=3, n_images=1)
+    return out, json.loads((out / "gold.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def predictions(world):
+    """The default (untrained) model with every score kept, so that there is something to look at."""
+    out, _ = world
+    pred = out / "pred.json"
+    assert main(["--checkpoint", "default", "--gt", str(out / "gold.json"), "--images", str(out),
+                 "--out", str(pred), "--min-score", "0", "--max-instances", "3", "--device", "cpu"]) == 0
+    return pred
+
+
+def test_default_names_one_checkpoint():
+    assert resolve_checkpoint("default") == DEFAULT_CHECKPOINT == "preset:tiny?seed=0"
+    assert resolve_checkpoint("s3://models/sam3/v2") == "s3://models/sam3/v2"
+
+
+def test_writes_coco_results_for_every_pair(world, predictions):
+    _, gold = world
+    results = json.loads(predictions.read_text())
+    sizes = {entry["id"]: [entry["height"], entry["width"]] for entry in gold["images"]}
+    assert {r["image_id"] for r in results} == set(sizes)  # min score 0: every pair gets instances
+    for r in results:
+        assert set(r) == {"image_id", "category_id", "segmentation", "bbox", "score"}
+        assert r["category_id"] == 1 and 0.0 <= r["score"] <= 1.0 and len(r["bbox"]) == 4
+        assert rle.validate(r["segmentation"], size=tuple(sizes[r["image_id"]]))
+    per_pair = {}
+    for r in results:
+        per_pair.setdefault(r["image_id"], []).append(r["score"])
+    assert all(len(scores) <= 3 and scores == sorted(scores, reverse=True) for scores in per_pair.values())
+
+
+def test_records_what_produced_the_predictions(predictions):
+    meta = json.loads(predictions.with_suffix(".meta.json").read_text())
+    assert meta["model_version"] == DEFAULT_CHECKPOINT and meta["checkpoint"] == "default"
+    assert meta["n_predictions"] == len(json.loads(predictions.read_text())) and len(meta["gt_sha256"]) == 64
+
+
+def test_the_evaluator_scores_the_output(world, predictions):
+    out, gold = world
+    result = evaluate(out / "gold.json", predictions)
+    assert len(result.image_ids) == len(gold["images"])
+    assert -1.0 <= result.metrics["cgF1"] <= 1.0
+
+
+def test_missing_image_is_an_error(world, tmp_path, capsys):
+    out, _ = world
+    assert main(["--checkpoint", "default", "--gt", str(out / "gold.json"), "--images", str(tmp_path),
+                 "--out", str(tmp_path / "pred.json"), "--device", "cpu"]) == 2
+    assert "error:" in capsys.readouterr().err and not (tmp_path / "pred.json").exists()
