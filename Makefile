@@ -9,6 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: venv demo test test-fast bench schema serve worker clean-data
 
 venv: $(VENV)/.installed
+	@bash scripts/install-wordnet.sh
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -10,6 +10,7 @@ api = [
     path("", include("dataengine.concepts.api.urls")),
     path("", include("dataengine.annotation.api.urls")),
     path("", include("dataengine.engine.api.urls")),
+    path("", include("dataengine.taxonomy.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 

@@ -32,7 +32,7 @@ ALLOWED_HOSTS = (env("ALLOWED_HOSTS") or "127.0.0.1,localhost,testserver").split
 DATA_DIR = Path(env("DATA_DIR", str(ROOT_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)  # the embedded SQLite database and local storage live here
 
-LOCAL_APPS = ["accounts", "media", "concepts", "annotation", "engine"]
+LOCAL_APPS = ["accounts", "media", "concepts", "annotation", "engine", "taxonomy"]
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
