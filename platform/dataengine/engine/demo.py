@@ -26,7 +26,7 @@ from dataengine.accounts.services import add_member, create_project
 from dataengine.annotation.models import HumanTask, Mask, MaskState, TaskState, Verdict
 from dataengine.annotation.proposing import request_proposals
 from dataengine.concepts.models import Datapoint, DatapointSource
-from dataengine.concepts.services import create_datapoints
+from dataengine.concepts.services import create_datapoints, get_or_create_concept
 from dataengine.engine.exports import export_snapshot
 from model.provenance import code_version
 from dataengine.engine.services import promote_model_version, register_model_version
@@ -114,8 +114,13 @@ def load_world(options: DemoOptions) -> Path:
 
 
 def create_world_datapoints(project: Project, gold_path: Path) -> int:
+    from dataengine.taxonomy.services import map_synthetic_phrase
+
     document = json.loads(gold_path.read_text())
     media = {m.name: m for m in MediaItem.objects.filter(project=project)}
+    # Every phrase maps to a real WordNet node (ingested on first use), e.g. "red circle" → circle.
+    for phrase in sorted({entry["text_input"] for entry in document["images"]}):
+        get_or_create_concept(phrase, ontology_node=map_synthetic_phrase(phrase))
     pairs_by_source: dict[str, list] = {}
     for entry in document["images"]:
         item = media[Path(entry["file_name"]).name]
