@@ -73,3 +73,19 @@ def test_mining_needs_an_active_model_and_lists_decisions(project, verified_cat,
     assert client.post(f"/api/projects/{project.pk}/hard-negatives/mine", {}, format="json").status_code == 400
     assert token_client(alice).get(f"/api/projects/{project.pk}/hard-negatives/").status_code == 403
     assert client.get(f"/api/projects/{project.pk}/hard-negatives/?kept=true").json()["results"] == []
+
+
+@pytest.mark.slow
+def test_mining_with_the_real_tiny_sam3_records_a_decision_that_matches_its_overlap(project, verified_cat):
+    project.config = {"score_threshold": 0.0, "max_instances": 3}  # the untrained model scores ~0.25
+    project.save()
+    [job] = services.request_hard_negative_mining(project)
+    job = services.mine_hard_negatives(job.pk)  # propose=None: the project's active SAM 3 (tiny preset)
+    assert job.state == JobState.DONE, job.error
+    decisions = list(HardNegative.objects.filter(positive=verified_cat))
+    assert decisions, "the taxonomy proposes candidates for a house cat"
+    threshold = float(job.payload["threshold"])
+    for negative in decisions:
+        adversarial = negative.overlap is not None and negative.overlap >= threshold
+        assert adversarial or not negative.kept, negative.decision  # kept ⇒ adversarial (a quota may drop some)
+        assert negative.proposal_reason and negative.decision
