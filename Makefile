@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-fast bench schema serve worker clean-data
+.PHONY: venv demo test test-fast bench schema serve worker clean-data tiny-model
 
 venv: $(VENV)/.installed
 	@bash scripts/install-wordnet.sh
@@ -33,6 +33,12 @@ test-fast: venv
 
 bench: venv
 	$(PY) -m tests.bench
+
+# Train the tiny SAM 3 from scratch on the synthetic world -> checkpoints/sam3-tiny (manifest + README with
+# the learning curve). Hours on a 2-core CPU (MINUTES=N caps the wall time); uses a GPU when torch sees one.
+tiny-model: venv
+	nice -n 10 $(PY) -m model.training --preset tiny-shapes --out checkpoints/sam3-tiny \
+		--work-dir data/sam3-tiny-train --no-progress $(if $(MINUTES),--max-minutes $(MINUTES),)
 
 schema: venv
 	# Generated against PostgreSQL (integer bounds in the schema follow the database), as the drift test does.

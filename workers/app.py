@@ -36,4 +36,4 @@ app.conf.update(
     },
 )
 # Pure compute tasks register here; platform tasks register from the Django-configured worker.
-app.conf.imports = ("workers.sam3",)
+app.conf.imports = ("workers.sam3", "workers.train")

@@ -1,0 +1,211 @@
+"""The PCS loss on hand-made cases, a few real training steps, LoRA adapters, and the train task end to end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from model.sam3.build import MANIFEST_NAME, load_checkpoint
+from model.synthetic import generate_world
+from model.training.data import Curriculum, SyntheticScenes, collate
+from model.training.lora import LoraSettings, apply_lora, load_adapter, save_adapter
+from model.training.loss import LossConfig, Targets, hungarian_match, pcs_loss
+from model.training.modeling import ArchConfig, build_from_scratch, forward_pcs
+from workers.train import TASK_NAME, finetune_for
+
+# 64-px input, patch 8: an 8x8 grid and 32x32 masks; fast enough for unit tests.
+TINY = ArchConfig(image_size=64, patch_size=8, hidden_size=32, vit_layers=2, decoder_layers=2, num_queries=6)
+TINY_CONFIG = {"arch": TINY.__dict__, "steps": 3, "scenes_per_batch": 2, "phrases_per_scene": 2, "warmup_steps": 1,
+               "eval_scenes": 2, "eval_every": 3, "checkpoint_every": 3, "log_every": 1, "render_size": 112}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; two oversubscribe a busy 2-core machine badly."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def box(x0, y0, x1, y1):
+    return torch.tensor([[x0, y0, x1, y1]], dtype=torch.float32)
+
+
+def perfect_outputs(n_layers=2, n_queries=4, size=16):
+    """One positive pair whose instance (a square) query 2 predicts exactly; other queries are confidently off."""
+    target_mask = torch.zeros(1, size, size)
+    target_mask[0, 4:12, 4:12] = 1.0
+    target_box = box(0.25, 0.25, 0.75, 0.75)
+    logits = torch.full((n_layers, 1, n_queries), -30.0)
+    logits[:, 0, 2] = 30.0
+    boxes = torch.tensor([0.0, 0.0, 0.1, 0.1]).repeat(n_layers, 1, n_queries, 1)
+    boxes[:, 0, 2] = target_box[0]
+    masks = torch.full((1, n_queries, size, size), -30.0)
+    masks[0, 2] = target_mask[0] * 60.0 - 30.0
+    outputs = {"logits": logits, "boxes": boxes, "presence": torch.full((n_layers, 1, 1), 30.0), "masks": masks,
+               "semantic": (target_mask * 60.0 - 30.0)[None]}
+    return outputs, Targets(masks=[target_mask], boxes=[target_box])
+
+
+def test_perfect_prediction_has_near_zero_loss():
+    outputs, targets = perfect_outputs()
+    terms = pcs_loss(outputs, targets, LossConfig())
+    for name in ("class", "box_l1", "box_giou", "mask_focal", "presence", "aux"):
+        assert terms[name].item() < 1e-4, name
+    # Dice has +1 smoothing: tiny but not zero.
+    assert terms["mask_dice"].item() < 0.02 and terms["semantic"].item() < 0.02
+
+
+def test_a_wrong_box_costs_more_than_a_right_one():
+    outputs, targets = perfect_outputs()
+    good = pcs_loss(outputs, targets, LossConfig())["total"]
+    outputs["boxes"][:, 0, 2] = torch.tensor([0.5, 0.5, 0.9, 0.9])
+    assert pcs_loss(outputs, targets, LossConfig())["total"] > good + 1.0
+
+
+def test_hungarian_matching_picks_the_queries_that_fit():
+    config = LossConfig()
+    targets = torch.cat([box(0.1, 0.1, 0.3, 0.3), box(0.6, 0.6, 0.9, 0.8)])
+    boxes = torch.tensor([[0.4, 0.4, 0.5, 0.5]] * 8)
+    boxes[3] = targets[1]
+    boxes[6] = targets[0] + 0.01
+    rows, cols = hungarian_match(torch.zeros(8), boxes, targets, config)
+    assert dict(zip(rows.tolist(), cols.tolist())) == {3: 1, 6: 0}
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build_from_scratch(TINY, seed=0)
+
+
+def synthetic_batch(processor, *, negative_fraction: float, seed: int = 3, scenes: int = 2):
+    curriculum = Curriculum(start=negative_fraction, end=negative_fraction, steps=0, hard_share=0.5)
+    data = SyntheticScenes(seed=seed, size=112, scenes_per_batch=scenes, phrases_per_scene=3, curriculum=curriculum)
+    return collate(data.batch(0), processor.tokenizer, image_size=TINY.image_size, mask_size=32)
+
+
+def test_negative_pairs_train_only_the_presence_head(tiny_model):
+    model, processor = tiny_model
+    batch = synthetic_batch(processor, negative_fraction=1.0)
+    assert not batch.targets.positive.any()
+    model.zero_grad(set_to_none=True)
+    outputs = forward_pcs(model, batch.pixel_values, batch.scene_index, batch.input_ids, batch.attention_mask)
+    pcs_loss(outputs, batch.targets, LossConfig())["total"].backward()
+
+    def grad_norm(module):
+        return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+    assert grad_norm(model.dot_product_scoring) == 0.0
+    assert grad_norm(model.mask_decoder) == 0.0
+    assert grad_norm(model.detr_decoder.box_head) == 0.0
+    assert grad_norm(model.detr_decoder.presence_head) > 0.0
+    model.zero_grad(set_to_none=True)
+
+
+def test_a_few_steps_reduce_the_loss():
+    model, processor = build_from_scratch(TINY, seed=1)
+    batch = synthetic_batch(processor, negative_fraction=0.3, seed=5)
+    assert batch.targets.positive.any()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(15):
+        outputs = forward_pcs(model, batch.pixel_values, batch.scene_index, batch.input_ids, batch.attention_mask)
+        loss = pcs_loss(outputs, batch.targets, LossConfig())["total"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.85 * losses[0]
+
+
+def test_lora_adapters_save_and_reload_exactly(tmp_path):
+    model, processor = build_from_scratch(TINY, seed=2)
+    peft_model = apply_lora(model, LoraSettings(rank=4, alpha=8))
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "dot_product_scoring" in n for n in trainable)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if param.requires_grad:
+                param.add_(0.05 * torch.randn_like(param))
+    save_adapter(peft_model, tmp_path / "adapter")
+    reloaded = load_adapter(build_from_scratch(TINY, seed=2)[0], tmp_path / "adapter").eval()
+    peft_model.eval()
+    batch = synthetic_batch(processor, negative_fraction=0.5)
+    with torch.no_grad():
+        args = (batch.pixel_values, batch.scene_index, batch.input_ids, batch.attention_mask)
+        a = forward_pcs(peft_model.base_model.model, *args)
+        b = forward_pcs(reloaded.base_model.model, *args)
+    for key in ("logits", "boxes", "presence", "masks"):
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+def test_train_task_writes_the_artifact_and_returns_its_manifest(tmp_path):
+    payload = {"base_model_uri": "scratch", "output_uri": str(tmp_path / "artifact"), "annotations_uri": None,
+               "config": {**TINY_CONFIG, "work_dir": str(tmp_path / "work")}}
+    result = finetune_for(json.loads(json.dumps(payload)))
+    assert result["error"] is None and result["task"] == TASK_NAME
+    manifest = result["manifest"]
+    assert json.loads((tmp_path / "artifact" / MANIFEST_NAME).read_text())["files"] == manifest["files"]
+    assert manifest["base_model_version"] == "scratch" and manifest["code_version"]
+    assert manifest["data"]["kind"] == "synthetic" and manifest["train_config"]["steps"] == 3
+    assert set(result["metrics"]) >= {"cgF1", "pmF1", "IL_MCC"}
+    assert [p["step"] for p in manifest["learning_curve"]] == [3]
+    loaded = load_checkpoint(str(tmp_path / "artifact"), cache_dir=tmp_path / "cache")
+    assert loaded.version == result["model_version"]
+
+    # Fine-tune that artifact with LoRA on an SA-Co gold-format snapshot (the synthetic world exported).
+    snapshot = tmp_path / "snapshot"
+    generate_world(snapshot, seed=11, n_images=3, size=112)
+    payload = {"base_model_uri": str(tmp_path / "artifact"), "output_uri": str(tmp_path / "lora"),
+               "annotations_uri": str(snapshot / "gold.json"), "images_uri": str(snapshot),
+               "eval_gold_uri": str(snapshot / "gold.json"),
+               "config": {"steps": 2, "scenes_per_batch": 2, "eval_every": 2, "lora": {"rank": 2, "alpha": 4},
+                          "work_dir": str(tmp_path / "work-lora")}}
+    result = finetune_for(payload)
+    assert result["error"] is None
+    assert result["manifest"]["data"]["snapshot_id"].startswith("sha256:")
+    assert result["manifest"]["base_model_version"] == loaded.version
+    assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
+    load_checkpoint(str(tmp_path / "lora"), cache_dir=tmp_path / "cache")
+
+
+def test_cli_options_override_the_preset(tmp_path):
+    from model.training.__main__ import build_parser, config_from_args
+
+    (tmp_path / "c.json").write_text(json.dumps({"lr": 5e-4, "loss": {"class_loss": "iabce"}}))
+    args = build_parser().parse_args(["--preset", "tiny-shapes", "--config", str(tmp_path / "c.json"),
+                                      "--steps", "7", "--lora-rank", "4", "--out", "s3://models/x"])
+    config = config_from_args(args)
+    assert (config.steps, config.lr, config.loss.class_loss, config.out) == (7, 5e-4, "iabce", "s3://models/x")
+    assert config.lora.rank == 4 and config.arch.patch_size == 8
+
+
+def test_train_task_reports_a_bad_payload():
+    result = finetune_for({"base_model_uri": "scratch"})
+    assert result["error"]["kind"] == "input" and result["artifact_uri"] is None
+    result = finetune_for({"base_model_uri": "scratch", "output_uri": "/tmp/x", "config": {"no_such_field": 1}})
+    assert result["error"]["kind"] == "input"
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_trains_from_a_snapshot_in_s3_and_publishes_there(s3_server, tmp_path):
+    client = s3_server.client()
+    bucket = s3_server.create_bucket("train")
+    snapshot = tmp_path / "snapshot"
+    generate_world(snapshot, seed=12, n_images=2, size=112)
+    for path in sorted(p for p in snapshot.rglob("*") if p.is_file()):
+        client.upload_file(str(path), bucket, f"snap/{path.relative_to(snapshot).as_posix()}")
+    payload = {"base_model_uri": "scratch", "output_uri": f"s3://{bucket}/models/tiny-ft",
+               "annotations_uri": f"s3://{bucket}/snap/gold.json", "images_uri": f"s3://{bucket}/snap",
+               "config": {**TINY_CONFIG, "steps": 2, "eval_every": 2, "checkpoint_uri": f"s3://{bucket}/ckpts",
+                          "work_dir": str(tmp_path / "work")}}
+    result = finetune_for(payload, s3=client)
+    assert result["error"] is None
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="ckpts/")["Contents"]}
+    assert "ckpts/step-000002/manifest.json" in keys
+    loaded = load_checkpoint(result["artifact_uri"], cache_dir=tmp_path / "cache", s3_client=client)
+    assert loaded.manifest["data"]["annotations"] == f"s3://{bucket}/snap/gold.json"
