@@ -69,10 +69,15 @@ def django_env(database_url: str, data_dir: str, **extra: str) -> dict[str, str]
     return env
 
 
+def app_root() -> Path:
+    """The checkout whose platform/ is served: this one, or BENCH_APP_ROOT (a scratch copy with a prototype)."""
+    return Path(os.environ.get("BENCH_APP_ROOT") or ROOT).resolve()
+
+
 def migrate(env: dict[str, str]) -> float:
     """`manage.py migrate` against env's DATABASE_URL; returns the seconds it took."""
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=app_root(), env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
@@ -94,12 +99,12 @@ class Gunicorn:
         return "127.0.0.1", self.port
 
     def __enter__(self) -> "Gunicorn":
-        args = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT), "--pythonpath", "platform,.",
+        args = [sys.executable, "-m", "gunicorn", "--chdir", str(app_root()), "--pythonpath", "platform,.",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
                 "--worker-class", self.worker_class, "--threads", str(self.threads),
                 "--timeout", "120", "--graceful-timeout", "5", "--log-level", "warning",
                 "--error-logfile", str(self.log_dir / "gunicorn.log"), "dataengine.wsgi:application"]
-        self.process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen(args, cwd=app_root(), env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
         self._wait_ready(60)
         return self
@@ -132,6 +137,18 @@ class Gunicorn:
                 os.killpg(self.process.pid, signal.SIGKILL)  # its own session: only what it started
                 self.process.wait(5)
         shutil.rmtree(self.log_dir, ignore_errors=True)
+
+
+def cpu_calibration_ms(rounds: int = 5) -> float:
+    """Median wall ms of a fixed pure-Python loop: how fast (or how contended) this machine is right now."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i % 7
+        times.append((time.perf_counter() - started) * 1000)
+    return sorted(times)[len(times) // 2]
 
 
 def percentile(values, q: float) -> float:

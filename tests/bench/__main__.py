@@ -1,0 +1,18 @@
+"""`python -m tests.bench` (make bench): every benchmark in turn, each writing bench-results/<name>.json.
+
+Arguments are passed to each benchmark (e.g. `--quick`).
+"""
+import sys
+
+from tests.bench import bench_lease
+
+BENCHMARKS = [bench_lease]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return max(bench.main(argv) for bench in BENCHMARKS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
