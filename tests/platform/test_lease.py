@@ -1,5 +1,6 @@
 """The human task queue under concurrency: never two annotators on one task; expired leases come back."""
 import datetime as dt
+import json
 import threading
 from collections import Counter
 
@@ -134,3 +135,23 @@ def test_a_completed_task_cannot_be_submitted_twice(project, alice):
     with pytest.raises(Conflict, match="already done"):
         services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, decision="reject",
                                           seconds=1)
+
+
+@pytest.mark.django_db
+def test_the_one_statement_lease_returns_what_the_serializer_would(project, alice, bob):
+    from dataengine.annotation.api.serializers import TaskSerializer
+    from dataengine.annotation.queries import lease_next_task_json
+
+    media = image(project)
+    propose(project, media, {"red circle": [box_mask(0, 0, 4, 4), box_mask(8, 8, 12, 12)], "green star": []})
+    for kind in (TaskKind.MASK_VERIFICATION, TaskKind.EXHAUSTIVITY_VERIFICATION):
+        fast = lease_next_task_json(project.pk, alice.pk, kind)
+        expected = TaskSerializer(HumanTask.objects.get(pk=fast["id"])).data
+        assert fast == json.loads(json.dumps(expected)), kind
+        again = lease_next_task_json(project.pk, alice.pk, kind)  # a held lease comes back unchanged
+        assert (again["id"], again["lease_token"]) == (fast["id"], fast["lease_token"])
+    assert lease_next_task_json(project.pk, bob.pk, TaskKind.EXHAUSTIVITY_VERIFICATION) is None
+    HumanTask.objects.filter(holder=alice, kind=TaskKind.EXHAUSTIVITY_VERIFICATION).update(
+        lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    taken = lease_next_task_json(project.pk, bob.pk, TaskKind.EXHAUSTIVITY_VERIFICATION)
+    assert taken is not None and taken["lease_token"] == 2

@@ -156,11 +156,11 @@ def lease_next_task(project: Project, user, kind: str, *, lease_seconds: int | N
     return HumanTask.objects.get(pk=task_id) if task_id is not None else None
 
 
-def requeue_expired_leases(*, project: Project | None = None, kind: str | None = None, now=None) -> int:
+def requeue_expired_leases(*, project: Project | int | None = None, kind: str | None = None, now=None) -> int:
     """Return every task whose lease has expired to the queue. Run by beat and when a queue runs dry."""
     expired = HumanTask.objects.filter(state=TaskState.LEASED, lease_expires_at__lt=now or timezone.now())
     if project is not None:
-        expired = expired.filter(project=project)
+        expired = expired.filter(project_id=getattr(project, "pk", project))
     if kind is not None:
         expired = expired.filter(kind=kind)
     return expired.update(state=TaskState.QUEUED, holder=None, lease_expires_at=None)

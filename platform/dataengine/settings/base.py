@@ -83,6 +83,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # psycopg prepares a statement server-side after it ran this many times on a connection, so hot queries
+    # (the lease, token auth) are planned once. Set DATABASE_PREPARE_THRESHOLD=off behind PgBouncer < 1.21.
+    _prepare = env("DATABASE_PREPARE_THRESHOLD", "5")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _prepare == "off" else int(_prepare)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Object storage: a local folder by default, S3 (any S3-compatible server) when S3_BUCKET is set.
