@@ -48,7 +48,7 @@ serve: venv
 	$(PY) manage.py migrate --noinput && $(PY) manage.py runserver 127.0.0.1:8000
 
 worker: venv
-	PYTHONPATH=platform:. $(PY) -m celery -A dataengine.celery worker -Q cpu,gpu,llm,train --loglevel INFO
+	PYTHONPATH=platform:. $(PY) -m celery -A dataengine.celery worker -Q cpu,gpu,interactive,llm,train --loglevel INFO
 
 clean-data:
 	rm -rf data

@@ -1,7 +1,7 @@
 """The Celery app, configured from the environment (workers/config.py), importable without Django.
 
 Queues are named by resource: ``cpu`` (orchestration, store_* tasks), ``gpu`` (SAM 3), ``llm`` (verifiers),
-``train`` (fine-tuning). A GPU worker is ``celery -A workers.app worker -Q gpu --prefetch-multiplier 1``.
+``interactive`` (click-to-segment, on GPU workers beside ``gpu``), ``train`` (fine-tuning). A GPU worker is ``celery -A workers.app worker -Q gpu --prefetch-multiplier 1``.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from kombu import Queue
 
 from workers.config import CONFIG
 
-QUEUES = ("cpu", "gpu", "llm", "train")
+QUEUES = ("cpu", "gpu", "interactive", "llm", "train")
 
 app = Celery("dataengine")
 app.conf.update(
@@ -30,10 +30,11 @@ app.conf.update(
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     task_routes={
+        "sam3.segment_click.*": {"queue": "interactive"},  # latency-bound: never behind a batch of proposals
         "sam3.*": {"queue": "gpu"},
         "verifiers.*": {"queue": "llm"},
         "train.*": {"queue": "train"},
     },
 )
 # Pure compute tasks register here; platform tasks register from the Django-configured worker.
-app.conf.imports = ("workers.sam3", "workers.train")
+app.conf.imports = ("workers.sam3", "workers.interactive", "workers.verifiers", "workers.train")

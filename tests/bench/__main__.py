@@ -4,9 +4,9 @@ Arguments are passed to each benchmark (e.g. `--quick`).
 """
 import sys
 
-from tests.bench import bench_lease
+from tests.bench import bench_lease, bench_model, bench_ontology
 
-BENCHMARKS = [bench_lease]
+BENCHMARKS = [bench_lease, bench_model, bench_ontology]
 
 
 def main(argv: list[str] | None = None) -> int:

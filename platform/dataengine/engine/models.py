@@ -21,6 +21,8 @@ class ModelVersion(models.Model):
     kind = models.CharField(max_length=32, choices=ModelKind.choices, default=ModelKind.SAM3)
     uri = models.CharField(max_length=1000, help_text="Folder, s3:// prefix, or preset:<name> for a built model")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    snapshot = models.ForeignKey("engine.Snapshot", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="model_versions", help_text="The training data it was made from.")
     status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE)
     manifest = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)

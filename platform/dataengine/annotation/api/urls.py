@@ -13,3 +13,7 @@ urlpatterns = [
     path("tasks/<int:pk>/review", views.SubmitReview.as_view(), name="task-review"),
     path("projects/<int:pk>/verifier-precision", views.VerifierPrecision.as_view(), name="verifier-precision"),
 ]
+
+from dataengine.annotation.api.interactive import SegmentClick  # noqa: E402
+
+urlpatterns.append(path("media/<int:pk>/segment", SegmentClick.as_view(), name="media-segment"))

@@ -7,10 +7,12 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     parent = serializers.SlugRelatedField(slug_field="name", queryset=ModelVersion.objects.all(), required=False,
                                           allow_null=True)
     kind = serializers.ChoiceField(choices=ModelKind.choices, default=ModelKind.SAM3)
+    snapshot = serializers.PrimaryKeyRelatedField(queryset=Snapshot.objects.all(), required=False, allow_null=True,
+                                                  help_text="The snapshot (training data) it was made from.")
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "name", "kind", "uri", "parent", "status", "manifest", "metrics", "created_at"]
+        fields = ["id", "name", "kind", "uri", "parent", "snapshot", "status", "manifest", "metrics", "created_at"]
         read_only_fields = ["id", "status", "created_at"]
 
 
@@ -23,6 +25,21 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 class PromoteSerializer(serializers.Serializer):
     model_version = serializers.SlugRelatedField(slug_field="name", queryset=ModelVersion.objects.all())
+
+
+class RollbackSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ModelKind.choices, default=ModelKind.SAM3,
+                                   help_text="Which slot to roll back: sam3 (active model) or verifier.")
+
+
+class ModelHistorySerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The audit event.")
+    action = serializers.CharField(help_text="promote or rollback")
+    kind = serializers.ChoiceField(choices=ModelKind.choices, allow_null=True)
+    version = serializers.CharField(allow_null=True, help_text="The version deployed by this event.")
+    previous = serializers.CharField(allow_null=True, help_text="The version it replaced.")
+    actor = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
 
 
 class GoldImportSerializer(serializers.Serializer):

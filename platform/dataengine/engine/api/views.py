@@ -13,26 +13,60 @@ from dataengine.engine import exports, services
 from dataengine.engine.api.serializers import (
     CocoResultSerializer,
     GoldImportSerializer,
+    ModelHistorySerializer,
     ModelVersionSerializer,
     PromoteSerializer,
+    RollbackSerializer,
     SnapshotSerializer,
 )
-from dataengine.engine.models import ModelVersion, Snapshot
+from dataengine.engine.models import ModelKind, ModelStatus, ModelVersion, Snapshot
 from dataengine.errors import InvalidInput, NotFound
 
 
 class ModelVersionList(generics.ListCreateAPIView):
-    """The model registry. Registering a version is for staff."""
+    """The model registry (filters: ?kind=, ?status=). Registering a version is for staff."""
 
     serializer_class = ModelVersionSerializer
-    queryset = ModelVersion.objects.order_by("id")
+
+    def get_queryset(self):
+        queryset = ModelVersion.objects.order_by("id")
+        for key, values in (("kind", ModelKind.values), ("status", ModelStatus.values)):
+            value = self.request.query_params.get(key)
+            if value is not None:
+                if value not in values:
+                    raise InvalidInput(f"{key} must be one of {', '.join(values)}")
+                queryset = queryset.filter(**{key: value})
+        return queryset
+
+    @extend_schema(parameters=[OpenApiParameter("kind", str, enum=ModelKind.values),
+                               OpenApiParameter("status", str, enum=ModelStatus.values)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     def get_permissions(self):
         return [IsAdminUser()] if self.request.method == "POST" else super().get_permissions()
 
 
+class ModelVersionDetail(generics.RetrieveAPIView):
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.all()
+
+
+class RetireModel(APIView):
+    """Withdraw a version for good (staff); 409 while a project still uses it."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses=ModelVersionSerializer)
+    def post(self, request, pk: int):
+        version = ModelVersion.objects.filter(pk=pk).first()
+        if version is None:
+            raise NotFound(f"model version {pk} not found")
+        return Response(ModelVersionSerializer(services.retire_model_version(version, actor=request.user)).data)
+
+
 class PromoteModel(APIView):
-    """Make a registered model version the project's active proposer (rollback = promote the previous one)."""
+    """Make a registered model version the project's active model or verifier, by its kind (409 if retired)."""
 
     @extend_schema(request=PromoteSerializer, responses=ModelVersionSerializer)
     def post(self, request, pk: int):
@@ -42,6 +76,31 @@ class PromoteModel(APIView):
         version = services.promote_model_version(project, serializer.validated_data["model_version"],
                                                  actor=request.user)
         return Response(ModelVersionSerializer(version).data)
+
+
+class RollbackModel(APIView):
+    """Put back the version deployed before the current one (one call; retired versions are skipped)."""
+
+    @extend_schema(request=RollbackSerializer, responses=ModelVersionSerializer)
+    def post(self, request, pk: int):
+        project = access_project(request.user, pk, LEADS)
+        serializer = RollbackSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = services.rollback_model_version(project, kind=serializer.validated_data["kind"], actor=request.user)
+        return Response(ModelVersionSerializer(version).data)
+
+
+class ModelHistory(APIView):
+    """The project's model promotions and rollbacks, newest first (?kind= to keep one slot)."""
+
+    @extend_schema(parameters=[OpenApiParameter("kind", str, enum=ModelKind.values)],
+                   responses=ModelHistorySerializer(many=True))
+    def get(self, request, pk: int):
+        project = access_project(request.user, pk)
+        kind = request.query_params.get("kind")
+        if kind is not None and kind not in ModelKind.values:
+            raise InvalidInput(f"kind must be one of {', '.join(ModelKind.values)}")
+        return Response(ModelHistorySerializer(services.model_history(project, kind=kind), many=True).data)
 
 
 class ProjectSnapshots(generics.ListAPIView):

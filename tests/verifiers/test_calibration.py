@@ -1,0 +1,64 @@
+"""Temperature, auto-accept thresholds that never let a weak verifier accept more errors, and the report."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from verifiers import calibration
+
+
+def test_fit_temperature_recovers_the_temperature_of_the_data():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 5))
+    true_t = 2.5
+    p = calibration.softmax(logits, true_t)
+    labels = np.array([rng.choice(5, p=row) for row in p])
+    assert calibration.fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.1)
+    assert calibration.nll(logits, labels, true_t) < calibration.nll(logits, labels, 1.0)
+
+
+def test_threshold_reaches_the_target_precision_on_a_good_verifier():
+    rng = np.random.default_rng(1)
+    ok = rng.random(2000) < 0.5
+    p = np.where(ok, rng.uniform(0.6, 1.0, 2000), rng.uniform(0.0, 0.7, 2000))
+    t = calibration.select_threshold(p, ok, 0.98)
+    assert t is not None and 0.6 < t <= 0.75
+    assert ok[p >= t].mean() >= 0.98
+    # The lowest such threshold: one step lower no longer passes the lower bound.
+    lower = np.sort(p[p < t])[-1]
+    accepted = p >= lower
+    assert calibration.wilson_lower(int(ok[accepted].sum()), int(accepted.sum())) < 0.98
+
+
+def test_weak_or_small_evidence_gives_no_threshold():
+    rng = np.random.default_rng(2)
+    ok = rng.random(500) < 0.7
+    assert calibration.select_threshold(rng.random(500), ok, 0.98) is None  # a verifier at chance
+    assert calibration.select_threshold([0.99] * 10, [True] * 10, 0.98) is None  # perfect but only 10 items
+    assert calibration.select_threshold([], [], 0.98) is None
+
+
+def test_ties_are_accepted_together():
+    p = [0.9] * 100 + [0.8] * 100
+    ok = [True] * 100 + [True] * 60 + [False] * 40
+    assert calibration.select_threshold(p, ok, 0.95) == 0.9
+
+
+def test_cohen_kappa():
+    assert calibration.cohen_kappa(list("aabb"), list("aabb")) == 1.0
+    assert calibration.cohen_kappa(list("abab"), list("aabb")) == pytest.approx(0.0)
+    assert calibration.cohen_kappa(list("aaab"), list("aaaa")) == pytest.approx(0.0)
+
+
+def test_report_has_accuracy_confusion_kappa_and_precision_at_coverage():
+    options = ("accept", "reject")
+    logits = np.array([[2.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    labels = ["accept", "reject", "reject", "reject"]
+    report = calibration.report(logits, labels, options, target_precision=0.9, threshold=0.8)
+    assert report["accuracy"] == 0.75
+    assert report["confusion"] == {"accept": {"accept": 1, "reject": 0}, "reject": {"accept": 1, "reject": 2}}
+    assert report["cohen_kappa"] == pytest.approx(0.5)
+    assert report["precision_at_coverage"][-1] == {"coverage": 1.0, "n": 4, "precision": 0.25,
+                                                   "threshold": pytest.approx(calibration.softmax(logits)[3, 0])}
+    assert report["at_threshold"] == {"coverage": 0.25, "n": 1, "precision": 1.0}
+    assert report["accept_auc"] == 1.0

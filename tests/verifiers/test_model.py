@@ -1,0 +1,160 @@
+"""The verifier model: option-letter scoring, batching, adapters per task, strict checkpoints from a folder or S3."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from verifiers.errors import VerifierInputError, VerifierModelError
+from verifiers.model import (
+    EVItem,
+    MVItem,
+    build_tiny_verifier,
+    encode,
+    load_verifier,
+    option_logits,
+    save_verifier,
+)
+from verifiers.options import EV_OPTIONS, MV_OPTIONS
+from verifiers.prompts import template_for
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_checkpoint):
+    return load_verifier(str(tiny_checkpoint), cache_dir="/nonexistent")
+
+
+def test_tiny_verifier_is_mllama_with_a_lora_adapter_per_task():
+    from peft import PeftModel
+    from transformers import MllamaForConditionalGeneration
+
+    verifier = build_tiny_verifier(seed=0)
+    assert isinstance(verifier.model, PeftModel)
+    assert isinstance(verifier.model.get_base_model(), MllamaForConditionalGeneration)
+    assert set(verifier.model.peft_config) == {"mv", "ev"}
+    config = verifier.model.get_base_model().config
+    assert config.image_token_index == config.text_config.vocab_size
+    assert config.text_config.pad_token_id < config.text_config.vocab_size
+    assert sum(p.numel() for p in verifier.model.parameters()) < 3_000_000
+
+
+def test_scores_are_probabilities_over_the_options(tiny, scene_image, scene_rles):
+    mv = tiny.score_mv([MVItem(scene_image, r, "yellow square") for r in scene_rles])
+    ev = tiny.score_ev([EVItem(scene_image, scene_rles, "yellow shape"), EVItem(scene_image, [], "dog")])
+    assert len(mv) == 2 and len(ev) == 2
+    for row, options in [(mv[0], MV_OPTIONS), (mv[1], MV_OPTIONS), (ev[0], EV_OPTIONS), (ev[1], EV_OPTIONS)]:
+        assert tuple(row) == options and math.isclose(sum(row.values()), 1.0, abs_tol=1e-5)
+    assert tiny.presence(scene_image, "dog") == pytest.approx(1 - ev[1]["accept"], abs=1e-6)
+
+
+def test_batched_scores_equal_one_at_a_time(tiny, scene_image, scene_rles):
+    items = [MVItem(scene_image, scene_rles[i % 2], p) for i, p in enumerate(["circle", "yellow square", "it"])]
+    batched = tiny.score_mv(items)
+    for item, row in zip(items, batched):
+        single = tiny.score_mv([item])[0]
+        assert all(abs(single[k] - row[k]) < 1e-5 for k in row)
+
+
+def test_shared_prefix_cache_gives_the_same_logits_as_a_full_pass(tiny, scene_image, scene_rles):
+    from verifiers.render import render_mv
+
+    images = [render_mv(scene_image, r, "x", size=tiny.render_size) for r in scene_rles]
+    texts = [template_for("mv").render(phrase=p, order=MV_OPTIONS) for p in ("yellow square", "large dotted circle")]
+    inputs = encode(tiny.processor, images, texts)
+    with torch.no_grad():
+        full = option_logits(tiny.model, inputs, tiny.letter_ids, 5)
+        cached = option_logits(tiny.model, inputs, tiny.letter_ids, 5, image_token_id=tiny.image_token_id)
+    assert torch.allclose(full, cached, atol=1e-5)
+
+
+def test_stored_temperature_is_applied(tiny_checkpoint, tiny, scene_image, scene_rles):
+    assert tiny.manifest["temperature"] == {"mv": 1.5, "ev": 0.8}
+    assert tiny.manifest["thresholds"] == {"mv": 0.9, "ev": None}
+    logits = tiny.raw_logits("mv", [__import__("verifiers.render", fromlist=["render_mv"]).render_mv(
+        scene_image, scene_rles[0], "x", size=tiny.render_size)],
+        [tiny.question("mv", "square")])
+    expected = torch.softmax(logits / 1.5, dim=-1)[0]
+    got = tiny.score_mv([MVItem(scene_image, scene_rles[0], "square")])[0]
+    assert [round(got[o], 5) for o in MV_OPTIONS] == [round(float(p), 5) for p in expected]
+
+
+def test_adapters_are_per_task(tiny, scene_image, scene_rles):
+    # Perturb only the EV adapter: MV scores must not move, EV scores must.
+    mv_before = tiny.score_mv([MVItem(scene_image, scene_rles[0], "square")])
+    ev_before = tiny.score_ev([EVItem(scene_image, [], "square")])
+    with torch.no_grad():
+        saved = {}
+        for name, param in tiny.model.named_parameters():
+            if "lora_B" in name and ".ev." in name:
+                saved[name] = param.clone()
+                param.add_(0.5)
+        try:
+            assert tiny.score_mv([MVItem(scene_image, scene_rles[0], "square")]) == mv_before
+            assert tiny.score_ev([EVItem(scene_image, [], "square")]) != ev_before
+        finally:
+            for name, param in tiny.model.named_parameters():
+                if name in saved:
+                    param.copy_(saved[name])
+
+
+def test_save_and_load_round_trip_exactly(tmp_path, tiny, scene_image, scene_rles):
+    folder = tmp_path / "copy"
+    save_verifier(tiny, folder, manifest={"model_version": "copy-v1"})
+    again = load_verifier(f"file://{folder}", cache_dir=tmp_path)
+    item = [MVItem(scene_image, scene_rles[1], "yellow circle")]
+    assert again.version == "copy-v1" and again.score_mv(item) == tiny.score_mv(item)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {"base/model.safetensors", "adapters/mv/adapter_model.safetensors",
+            "adapters/ev/adapter_model.safetensors"} <= set(manifest["files"])
+    assert manifest["template_versions"] == {"mv": "mv.v1", "ev": "ev.v1"}
+    assert manifest["peft_version"] and manifest["code_version"]
+
+
+def test_tampered_incomplete_or_missing_checkpoints_are_refused(tmp_path, tiny_checkpoint):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    with open(broken / "adapters" / "ev" / "adapter_model.safetensors", "r+b") as handle:
+        handle.seek(200)
+        handle.write(b"\x00\x01\x02")
+    with pytest.raises(VerifierModelError, match="sha256"):
+        load_verifier(str(broken), cache_dir=tmp_path)
+    (broken / "adapters" / "ev" / "adapter_model.safetensors").unlink()
+    with pytest.raises(VerifierModelError, match="incomplete"):
+        load_verifier(str(broken), cache_dir=tmp_path)
+    with pytest.raises(VerifierModelError, match="no verifier checkpoint"):
+        load_verifier(str(tmp_path / "nowhere"), cache_dir=tmp_path)
+    with pytest.raises(VerifierModelError):
+        load_verifier("https://example.com/model", cache_dir=tmp_path)
+    with pytest.raises(VerifierModelError, match="S3 client"):
+        load_verifier("s3://bucket/models/v1", cache_dir=tmp_path)
+
+
+def test_readme_beside_the_weights_is_not_hashed(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "with-readme"
+    shutil.copytree(tiny_checkpoint, folder)
+    (folder / "README.md").write_text("# notes, edited after training\n")
+    assert load_verifier(str(folder), cache_dir=tmp_path).version == "verifier-tiny-v1"
+
+
+def test_bad_items_are_input_errors(tiny, scene_image, scene_rles):
+    with pytest.raises(VerifierInputError):
+        tiny.score_mv([MVItem(scene_image, scene_rles[0], "")])
+    with pytest.raises(VerifierInputError, match="characters"):
+        tiny.score_ev([EVItem(scene_image, [], "very " * 60 + "long phrase")])
+
+
+@pytest.mark.s3
+def test_loads_from_s3_once_into_the_cache(s3_server, tiny_checkpoint, tmp_path, scene_image):
+    client = s3_server.client()
+    bucket = s3_server.create_bucket("verifiers")
+    for path in tiny_checkpoint.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"models/tiny-v1/{path.relative_to(tiny_checkpoint).as_posix()}")
+    verifier = load_verifier(f"s3://{bucket}/models/tiny-v1", cache_dir=tmp_path, s3_client=client)
+    assert verifier.version == "verifier-tiny-v1"
+    assert len(list((tmp_path / "verifiers").iterdir())) == 1
+    with pytest.raises(VerifierModelError):
+        load_verifier(f"s3://{bucket}/models/none", cache_dir=tmp_path, s3_client=client)

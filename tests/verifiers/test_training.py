@@ -1,0 +1,128 @@
+"""Training from verdicts: examples from the synthetic world, the JSONL command, calibrated checkpoints."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from verifiers.model import load_verifier
+from verifiers.synthetic import scene_examples
+from verifiers.training import correction_examples, load_examples, split_heldout
+
+CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "verifier-tiny"
+
+
+def test_synthetic_examples_follow_the_simulated_annotator_rules():
+    examples = [e for i in range(6) for e in scene_examples(0, i, error_rate=0.0)]
+    expected = {"mv_good": "accept", "mv_half": "reject", "mv_dilated": "reject", "mv_wrong_object": "reject",
+                "mv_hard_negative": "reject", "mv_absent": "reject", "mv_vague": "reject",
+                "ev_complete": "accept", "ev_missing": "reject", "ev_zero_present": "reject",
+                "ev_zero_absent": "accept", "ev_zero_hard_negative": "accept", "ev_vague": "ungroundable"}
+    seen = set()
+    for example in examples:
+        assert example.label == example.correct  # no annotator mistakes at error rate 0
+        if example.kind in expected:
+            assert example.label == expected[example.kind], example.kind
+            seen.add(example.kind)
+        assert (len(example.rles) == 1) if example.task == "mv" else True
+    assert {"mv_good", "mv_wrong_object", "ev_complete", "ev_zero_present", "ev_vague"} <= seen
+
+
+def test_corrections_imply_good_mv_and_ev_examples(scene_image, scene_rles):
+    examples = correction_examples(scene_image, "yellow shape", added=scene_rles[:1], final=scene_rles)
+    assert [(e.task, e.label, len(e.rles)) for e in examples] == [("mv", "accept", 1), ("ev", "accept", 2)]
+
+
+def _write_examples(tmp_path: Path) -> tuple[Path, Path]:
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = []
+    for index in range(3):
+        examples = list(scene_examples(0, index))
+        name = f"scene_{index}.png"
+        examples[0].image.save(images / name)
+        lines += [json.dumps({"task": e.task, "image": name, "phrase": e.phrase, "rles": e.rles, "label": e.label})
+                  for e in examples]
+    path = tmp_path / "examples.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path, images
+
+
+def test_bad_example_lines_are_named(tmp_path):
+    path, images = _write_examples(tmp_path)
+    good = path.read_text().splitlines()
+    assert len(load_examples(path, images)) == len(good)
+    path.write_text(good[0] + "\n" + json.dumps({**json.loads(good[1]), "label": "maybe"}) + "\n")
+    with pytest.raises(ValueError, match=r"examples.jsonl:2: .*'maybe'"):
+        load_examples(path, images)
+
+
+def test_heldout_split_keeps_each_image_and_phrase_on_one_side(tmp_path):
+    path, images = _write_examples(tmp_path)
+    train, held = split_heldout(load_examples(path, images), 0.3)
+    assert train and held
+    assert not {(e.source["image"], e.phrase) for e in train} & {(e.source["image"], e.phrase) for e in held}
+
+
+@pytest.mark.slow
+def test_train_command_writes_a_calibrated_checkpoint_with_a_report(tmp_path):
+    from verifiers.train import main
+
+    path, images = _write_examples(tmp_path)
+    out = tmp_path / "out"
+    assert main(["--examples", str(path), "--images", str(images), "--out", str(out), "--init", "preset:tiny?seed=0",
+                 "--base-steps", "2", "--adapter-steps", "2", "--batch-size", "4", "--eval-every", "2", "--heldout-fraction", "0.3",
+                 "--min-support", "5", "--warmup-steps", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["temperature"]) == set(manifest["thresholds"]) == {"mv", "ev"}
+    assert manifest["target_precision"] == 0.98
+    assert manifest["training"]["config"]["adapter_steps"] == 2 and manifest["training"]["config"]["shuffle_prob"] == 1
+    for task in ("mv", "ev"):
+        report = manifest["metrics"][task]
+        assert {"accuracy", "cohen_kappa", "confusion", "precision_at_coverage"} <= set(report)
+    # The best evaluation is kept: the base-stage one, or the final one after the adapters if it is as good.
+    assert [row["stage"] for row in manifest["learning_curve"]] in (["base"], ["base", "final"])
+    assert "Learning curve" in (out / "README.md").read_text()
+    assert load_verifier(str(out), cache_dir=tmp_path).manifest["thresholds"] == manifest["thresholds"]
+
+
+@pytest.mark.skipif(not (CHECKPOINT / "manifest.json").is_file(), reason="no committed tiny checkpoint")
+def test_committed_tiny_checkpoint_loads_with_its_calibration(tmp_path):
+    verifier = load_verifier(str(CHECKPOINT), cache_dir=tmp_path)
+    manifest = verifier.manifest
+    assert manifest["target_precision"] == 0.98 and set(manifest["thresholds"]) == {"mv", "ev"}
+    assert all(t is None or 0 < t <= 1 for t in manifest["thresholds"].values())
+    assert manifest["training"]["data"]["source"].startswith("synthetic")
+    assert manifest["learning_curve"] and (CHECKPOINT / "README.md").is_file()
+    assert sum(p.stat().st_size for p in CHECKPOINT.rglob("*") if p.is_file()) < 20_000_000
+
+
+def test_training_questions_shuffle_the_options_and_target_the_right_letter(scene_image, scene_rles):
+    import random
+
+    from verifiers.model import tiny_processor
+    from verifiers.options import LETTERS, MV_OPTIONS
+    from verifiers.synthetic import Example
+    from verifiers.training import batch_inputs
+
+    processor = tiny_processor()
+    examples = [Example("mv", scene_image, "yellow square", [scene_rles[0]], "accept")] * 12
+    inputs, targets = batch_inputs(processor, examples, size=112, rng=random.Random(0), shuffle_prob=1.0)
+    assert len(set(targets.tolist())) > 1  # "accept" sits behind different letters
+    tokens = processor.tokenizer
+    for row, target in zip(inputs["input_ids"], targets.tolist()):
+        words = tokens.convert_ids_to_tokens(row)
+        at = words.index(LETTERS[target], words.index("Options"))
+        assert words[at + 2] == "Accept" and words[at + 3] != "as"  # "(X) Accept", not "Accept as text"
+    _, canonical = batch_inputs(processor, examples, size=112, rng=None, shuffle_prob=0.0)
+    assert canonical.tolist() == [MV_OPTIONS.index("accept")] * 12
+
+
+def test_registry_fields_name_the_version_by_its_checkpoint(tiny_checkpoint):
+    from verifiers.model import registry_fields, verify_checkpoint
+
+    manifest = verify_checkpoint(tiny_checkpoint)
+    fields = registry_fields("s3://models/verifiers/tiny-v1", manifest)
+    assert fields["name"] == "verifier-tiny-v1" and fields["kind"] == "verifier"
+    assert fields["manifest"]["thresholds"] == {"mv": 0.9, "ev": None}

@@ -1,0 +1,176 @@
+"""Calibration and evaluation of a verifier against held-out human verdicts.
+
+* ``fit_temperature``: the T minimising the NLL of softmax(logits / T) (one scalar per task).
+* ``select_threshold``: the lowest P(accept) threshold whose auto-accepted set reaches the target precision —
+  judged by a one-sided 95 % Wilson lower bound, so a small or noisy held-out set cannot talk a weak verifier
+  into accepting: too little evidence → None → nothing is auto-accepted and humans get the work.
+* ``report``: accuracy, per-option confusion, Cohen's κ with the humans, precision at each coverage.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+WILSON_Z = 1.645  # one-sided 95 %
+DEFAULT_MIN_SUPPORT = 30
+COVERAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
+def softmax(logits, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` ([N, K] -> [N, K])."""
+    return np.exp(_log_softmax(np.asarray(logits, dtype=np.float64) / temperature))
+
+
+def nll(logits, labels, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of integer ``labels`` under softmax(logits / T)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        return 0.0
+    return float(-_log_softmax(logits / temperature)[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits, labels, *, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The temperature T in ``bounds`` minimising the held-out NLL (golden-section search on log T).
+
+    ``logits`` [N, K] raw option logits; ``labels`` [N] option indices. Returns 1.0 for an empty set.
+    """
+    if len(labels) == 0:
+        return 1.0
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(logits, labels, math.exp(a)), nll(logits, labels, math.exp(b))
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(logits, labels, math.exp(a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(logits, labels, math.exp(b))
+    return float(math.exp((lo + hi) / 2))
+
+
+def wilson_lower(successes: int, n: int, z: float = WILSON_Z) -> float:
+    """One-sided Wilson score lower bound of a proportion (0 for n = 0)."""
+    if n == 0:
+        return 0.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - margin) / (1 + z * z / n)
+
+
+def select_threshold(p_accept, is_correct_accept, target_precision: float, *,
+                     min_support: int = DEFAULT_MIN_SUPPORT) -> float | None:
+    """The lowest threshold t such that the items with P(accept) ≥ t number at least ``min_support`` and their
+    precision (share that humans accepted) has a Wilson lower bound ≥ ``target_precision``; None if none does.
+
+    ``p_accept`` [N] calibrated probabilities; ``is_correct_accept`` [N] bools: the human verdict was accept.
+    """
+    p = np.asarray(p_accept, dtype=np.float64)
+    ok = np.asarray(is_correct_accept, dtype=bool)
+    if p.shape != ok.shape:
+        raise ValueError("p_accept and is_correct_accept must have the same length")
+    order = np.argsort(-p, kind="stable")
+    p, ok = p[order], ok[order]
+    best = None
+    correct = 0
+    for i in range(len(p)):
+        correct += int(ok[i])
+        n = i + 1
+        if i + 1 < len(p) and p[i + 1] == p[i]:
+            continue  # a threshold accepts every item with the same probability
+        if n >= min_support and wilson_lower(correct, n) >= target_precision:
+            best = float(p[i])
+    return best
+
+
+def cohen_kappa(a: Sequence, b: Sequence) -> float:
+    """Cohen's κ between two label sequences (1.0 when both are constant and equal)."""
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise ValueError("label sequences differ in length")
+    if not a:
+        return 0.0
+    labels = sorted(set(a) | set(b))
+    n = len(a)
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    expected = sum((a.count(label) / n) * (b.count(label) / n) for label in labels)
+    if expected >= 1.0:
+        return 1.0 if observed >= 1.0 else 0.0
+    return (observed - expected) / (1 - expected)
+
+
+def confusion(truth: Sequence[str], predicted: Sequence[str], options: Sequence[str]) -> dict[str, dict[str, int]]:
+    """``{human option: {predicted option: count}}`` over ``options``."""
+    table = {t: {p: 0 for p in options} for t in options}
+    for t, p in zip(truth, predicted):
+        table[t][p] += 1
+    return table
+
+
+def precision_at_coverage(p_accept, is_correct_accept, coverages: Sequence[float] = COVERAGES) -> list[dict]:
+    """Auto-accepting the top ``coverage`` share of items by P(accept): precision and the threshold it implies."""
+    p = np.asarray(p_accept, dtype=np.float64)
+    ok = np.asarray(is_correct_accept, dtype=bool)
+    order = np.argsort(-p, kind="stable")
+    rows = []
+    for c in coverages:
+        k = int(round(c * len(p)))
+        if k == 0:
+            continue
+        top = order[:k]
+        rows.append({"coverage": c, "n": k, "precision": float(ok[top].mean()), "threshold": float(p[top[-1]])})
+    return rows
+
+
+def report(logits, labels: Sequence[str], options: Sequence[str], *, temperature: float = 1.0,
+           accept_options: Sequence[str] = ("accept",), target_precision: float | None = None,
+           threshold: float | None = None) -> dict:
+    """Held-out report for one task: accuracy, confusion, κ, NLL, precision at each coverage, and (with
+    ``threshold``) the precision and coverage of auto-accepting at it.
+
+    ``logits`` [N, K] raw option logits in ``options`` order; ``labels`` the human verdicts (option strings).
+    """
+    logits = np.asarray(logits, dtype=np.float64).reshape(len(labels), len(options))
+    index = {o: i for i, o in enumerate(options)}
+    y = np.array([index[label] for label in labels], dtype=np.int64)
+    probs = softmax(logits, temperature)
+    predicted = [options[i] for i in probs.argmax(axis=1)] if len(labels) else []
+    accept_idx = [index[o] for o in accept_options]
+    p_accept = probs[:, accept_idx].sum(axis=1) if len(labels) else np.zeros(0)
+    human_accept = np.isin(y, accept_idx)
+    out = {
+        "n": len(labels),
+        "accuracy": float(np.mean([p == t for p, t in zip(predicted, labels)])) if labels else 0.0,
+        "cohen_kappa": cohen_kappa(list(labels), predicted),
+        "nll": nll(logits, y, temperature),
+        "temperature": temperature,
+        "label_counts": {o: int((y == i).sum()) for i, o in enumerate(options)},
+        "confusion": confusion(labels, predicted, options),
+        "precision_at_coverage": precision_at_coverage(p_accept, human_accept),
+    }
+    if len(labels) and 0 < human_accept.sum() < len(labels):
+        from scipy.stats import rankdata
+
+        ranks = rankdata(p_accept)
+        pos = human_accept.sum()
+        out["accept_auc"] = float((ranks[human_accept].sum() - pos * (pos + 1) / 2) / (pos * (len(y) - pos)))
+    if target_precision is not None:
+        out["target_precision"] = target_precision
+        out["threshold"] = threshold
+        if threshold is not None and len(labels):
+            chosen = p_accept >= threshold
+            out["at_threshold"] = {"coverage": float(chosen.mean()), "n": int(chosen.sum()),
+                                   "precision": float(human_accept[chosen].mean()) if chosen.any() else None}
+    return out

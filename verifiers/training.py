@@ -1,0 +1,432 @@
+"""Supervised fine-tuning of the verifiers on MV/EV verdicts, with calibration and a held-out report.
+
+Two stages, as in the paper (docs/data-engine.md §3): ``base`` trains the whole model on MV and EV questions
+merged (the "foundational verifier"; needed from scratch: LoRA on a random base stays at chance), then
+``adapters`` trains the LoRA adapter of each task on that task's verdicts with the base frozen. Every question
+shows its options in a random order (``shuffle_prob``); the loss is the cross-entropy over the option-letter
+logits at the answer position, the same quantity the verifier scores with.
+
+After training, each task's temperature is fitted on one half of the held-out verdicts and its auto-accept
+threshold selected there for ``target_precision`` (verifiers.calibration); the other half gives the report.
+Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
+thresholds and the learning curve.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from verifiers import calibration
+from verifiers.errors import VerifierInputError
+from verifiers.model import (
+    IMAGE_TOKEN,
+    TASKS,
+    Verifier,
+    encode,
+    option_logits,
+    save_verifier,
+)
+from verifiers.options import MV_ACCEPTS, check_option, options_for, shuffled_order
+from verifiers.prompts import TEMPLATE_VERSIONS, check_phrase, template_for
+from verifiers.render import render_ev, render_mv
+from verifiers.synthetic import Example
+
+log = logging.getLogger("verifiers.training")
+ACCEPTS = {"mv": MV_ACCEPTS, "ev": ("accept",)}
+
+
+@dataclass
+class TrainConfig:
+    """How to train; every field is recorded in the checkpoint's manifest."""
+
+    base_steps: int = 0  # full-model steps on MV+EV merged (0: keep the base as it is)
+    base_minutes: float = 0.0  # wall-clock cap of the base stage (0: no cap)
+    adapter_steps: int = 0  # LoRA steps per task
+    adapter_minutes: float = 0.0  # wall-clock cap per task (0: no cap)
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_final: float = 1e-4  # cosine decay from lr to lr_final over the stage
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    adapter_lr: float = 5e-4
+    lora_r: int = 8
+    lora_alpha: int = 16
+    shuffle_prob: float = 1.0  # share of questions whose options are shown in a random order
+    mv_fraction: float = 0.5  # share of base-stage batches that are MV questions
+    eval_every: int = 250  # steps between held-out evaluations (and intermediate checkpoints)
+    target_precision: float = 0.98
+    min_support: int = calibration.DEFAULT_MIN_SUPPORT
+    shuffle_buffer: int = 1024
+    seed: int = 0
+    threads: int = 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Questions
+# ----------------------------------------------------------------------------------------------
+
+
+def render_question(example: Example, *, size: int, order: Sequence[str]) -> tuple[Image.Image, str]:
+    """(image, prompt) for ``example`` with its options in ``order``. VerifierInputError for bad input."""
+    phrase = check_phrase(example.phrase)
+    if example.task == "mv":
+        if len(example.rles) != 1:
+            raise VerifierInputError("an MV example has exactly one mask")
+        return render_mv(example.image, example.rles[0], phrase, size=size), \
+            template_for("mv").render(phrase=phrase, order=order)
+    return render_ev(example.image, example.rles, phrase, size=size), \
+        template_for("ev").render(phrase=phrase, order=order, n_boxes=len(example.rles))
+
+
+def _image_token(processor) -> int:
+    return processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+
+
+def batch_inputs(processor, examples: Sequence[Example], *, size: int, rng: random.Random | None,
+                 shuffle_prob: float) -> tuple[dict, torch.Tensor]:
+    """Encoded inputs and target letter indices for a batch of one task (options shuffled with ``rng``)."""
+    task = examples[0].task
+    images, texts, targets = [], [], []
+    for example in examples:
+        order = shuffled_order(task, rng) if rng is not None and rng.random() < shuffle_prob else options_for(task)
+        image, text = render_question(example, size=size, order=order)
+        images.append(image)
+        texts.append(text)
+        targets.append(order.index(example.label))
+    return encode(processor, images, texts), torch.tensor(targets)
+
+
+@torch.no_grad()
+def heldout_logits(model, processor, letter_ids, examples: Sequence[Example], *, size: int,
+                   batch_size: int = 64) -> np.ndarray:
+    """Raw option logits [N, K] (canonical option order) for held-out examples of one task."""
+    if not examples:
+        return np.zeros((0, len(options_for("mv"))))
+    task = examples[0].task
+    n = len(options_for(task))
+    model.eval()
+    chunks = []
+    for start in range(0, len(examples), batch_size):
+        inputs, _ = batch_inputs(processor, examples[start:start + batch_size], size=size, rng=None,
+                                 shuffle_prob=0.0)
+        chunks.append(option_logits(model, inputs, letter_ids, n, image_token_id=_image_token(processor)))
+    return torch.cat(chunks).float().numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Example sources
+# ----------------------------------------------------------------------------------------------
+
+
+def shuffled(stream: Iterable[Example], buffer: int, rng: random.Random) -> Iterator[Example]:
+    """A shuffle buffer over a stream (examples of one scene are correlated)."""
+    pool: list[Example] = []
+    for example in stream:
+        if len(pool) < buffer:
+            pool.append(example)
+            continue
+        i = rng.randrange(buffer)
+        yield pool[i]
+        pool[i] = example
+    rng.shuffle(pool)
+    yield from pool
+
+
+def cycle_examples(examples: Sequence[Example], rng: random.Random) -> Iterator[Example]:
+    """Epochs over a fixed list, reshuffled each time."""
+    if not examples:
+        raise ValueError("no training examples")
+    order = list(range(len(examples)))
+    while True:
+        rng.shuffle(order)
+        for i in order:
+            yield examples[i]
+
+
+def split_heldout(examples: Sequence[Example], fraction: float) -> tuple[list[Example], list[Example]]:
+    """(train, held-out) split by a hash of the image and phrase, so one item never lands on both sides."""
+    train, held = [], []
+    for example in examples:
+        key = f"{example.source.get('image') or example.source.get('scene') or id(example.image)}|{example.phrase}"
+        bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32
+        (held if bucket < fraction else train).append(example)
+    return train, held
+
+
+def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
+    """Examples from JSONL lines ``{"task", "image", "phrase", "rles", "label"}`` (image relative to images_dir).
+
+    Raises ValueError naming the line for anything malformed.
+    """
+    images_dir = Path(images_dir)
+    cache: dict[str, Image.Image] = {}
+    out = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            task = row["task"]
+            options_for(task)
+            label = check_option(task, row["label"])
+            name = row["image"]
+            if name not in cache:
+                with Image.open(images_dir / name) as handle:
+                    cache[name] = handle.convert("RGB")
+            rles = list(row.get("rles") or [])
+            if task == "mv" and len(rles) != 1:
+                raise ValueError("an MV example has exactly one mask")
+            out.append(Example(task, cache[name], row["phrase"], rles, label, row.get("correct", label),
+                               row.get("kind", ""), {"image": name}))
+        except (KeyError, ValueError, OSError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: {exc}") from exc
+    return out
+
+
+def correction_examples(image: Image.Image, phrase: str, *, added: Sequence[dict], final: Sequence[dict],
+                        source: dict | None = None) -> list[Example]:
+    """Signals a finished exhaustive correction implies: each human-added mask is a good MV example ("accept"),
+    and the final mask set is a good EV example ("accept": nothing missing)."""
+    source = source or {}
+    out = [Example("mv", image, phrase, [rle], "accept", "accept", "correction_added", source) for rle in added]
+    out.append(Example("ev", image, phrase, list(final), "accept", "accept", "correction_final", source))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+
+def _lr_at(step: int, total: int, config: TrainConfig, peak: float, time_progress: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to lr_final over the stage (by steps or by its wall-clock cap)."""
+    if step < config.warmup_steps:
+        return peak * (step + 1) / config.warmup_steps
+    progress = min(1.0, max(time_progress, (step - config.warmup_steps) / max(1, total - config.warmup_steps)))
+    final = min(config.lr_final, peak)
+    return final + 0.5 * (peak - final) * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class Heldout:
+    """Held-out examples per task, split in a calibration half (even) and a test half (odd)."""
+
+    examples: dict[str, list[Example]]
+
+    def halves(self, task: str) -> tuple[list[int], list[int]]:
+        n = len(self.examples.get(task, []))
+        return list(range(0, n, 2)), list(range(1, n, 2))
+
+
+def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, config: TrainConfig) -> dict:
+    """Calibrate each task on the calibration half and report on the test half (see module docstring)."""
+    result = {"temperature": {}, "thresholds": {}, "metrics": {}}
+    for task in TASKS:
+        examples = heldout.examples.get(task) or []
+        if not examples:
+            result["temperature"][task], result["thresholds"][task] = 1.0, None
+            continue
+        options = options_for(task)
+        if hasattr(model, "set_adapter"):
+            model.set_adapter(task)  # each task is judged with its own adapter, as the Verifier scores it
+        logits = heldout_logits(model, processor, letter_ids, examples, size=size)
+        labels = [e.label for e in examples]
+        calib, test = heldout.halves(task)
+        y = np.array([options.index(label) for label in labels])
+        temperature = calibration.fit_temperature(logits[calib], y[calib])
+        accept_idx = [options.index(o) for o in ACCEPTS[task]]
+        p_accept = calibration.softmax(logits, temperature)[:, accept_idx].sum(axis=1)
+        human_accept = np.isin(y, accept_idx)
+        threshold = calibration.select_threshold(p_accept[calib], human_accept[calib], config.target_precision,
+                                                 min_support=config.min_support)
+        test_labels = [labels[i] for i in test]
+        report = calibration.report(logits[test], test_labels, options, temperature=temperature,
+                                    accept_options=ACCEPTS[task], target_precision=config.target_precision,
+                                    threshold=threshold)
+        predicted = calibration.softmax(logits[test], temperature).argmax(axis=1)
+        by_kind: dict[str, list[int]] = {}
+        for i, p in zip(test, predicted):
+            example = examples[i]
+            by_kind.setdefault(example.kind or "all", []).append(int(options[p] == (example.correct or example.label)))
+        report["accuracy_vs_truth_by_kind"] = {k: round(float(np.mean(v)), 4) for k, v in sorted(by_kind.items())}
+        report["raw_accuracy_calibration_half"] = float((logits[calib].argmax(axis=1) == y[calib]).mean())
+        result["temperature"][task] = temperature
+        result["thresholds"][task] = threshold
+        result["metrics"][task] = report
+    return result
+
+
+def _trainable(model, task: str | None) -> list[torch.nn.Parameter]:
+    params = []
+    for name, param in model.named_parameters():
+        param.requires_grad = (task is None and "lora_" not in name) or (
+            task is not None and "lora_" in name and f".{task}." in name)
+        if param.requires_grad:
+            params.append(param)
+    return params
+
+
+def _batches(stream: Iterator[Example], batch_size: int) -> Iterator[list[Example]]:
+    while True:
+        yield [next(stream) for _ in range(batch_size)]
+
+
+def train_stage(model, processor, letter_ids, streams: dict[str, Iterator[Example]], *, task: str | None,
+                steps: int, minutes: float, lr: float, config: TrainConfig, size: int,
+                on_eval: Callable[[int, float], None] | None = None, step_offset: int = 0) -> int:
+    """Train ``model`` (task None: the base on MV+EV merged; else that task's adapter). Returns steps done."""
+    rng = random.Random(f"{config.seed}:{task}")
+    params = _trainable(model, task)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    batches = {t: _batches(s, config.batch_size) for t, s in streams.items()}
+    image_token = _image_token(processor)
+    start = time.monotonic()
+    deadline = start + minutes * 60 if minutes else math.inf
+    total = steps or 10**9
+    step = 0
+    loss_avg = None
+    while step < total and time.monotonic() < deadline:
+        current = task or ("mv" if rng.random() < config.mv_fraction else "ev")
+        examples = next(batches[current])
+        inputs, targets = batch_inputs(processor, examples, size=size, rng=rng, shuffle_prob=config.shuffle_prob)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, total, config, lr,
+                                 (time.monotonic() - start) / (minutes * 60) if minutes else 0.0)
+        model.train()
+        logits = option_logits(model, inputs, letter_ids, len(options_for(current)), image_token_id=image_token)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        value = float(loss.detach())
+        loss_avg = value if loss_avg is None else 0.98 * loss_avg + 0.02 * value
+        step += 1
+        if step % 25 == 0:
+            log.info("stage %s step %d loss %.4f (avg %.4f) lr %.2e", task or "base", step, value, loss_avg,
+                     optimizer.param_groups[0]["lr"])
+        if on_eval is not None and config.eval_every and step % config.eval_every == 0:
+            on_eval(step_offset + step, loss_avg)
+    for param in model.parameters():
+        param.requires_grad = False
+    return step
+
+
+def _curve_row(step: int, stage: str, loss: float | None, evaluation: dict, elapsed: float) -> dict:
+    row = {"step": step, "stage": stage, "minutes": round(elapsed / 60, 1),
+           "train_loss": None if loss is None else round(loss, 4)}
+    for task in TASKS:
+        metrics = evaluation["metrics"].get(task)
+        if metrics:
+            row[f"{task}_accuracy"] = round(metrics["accuracy"], 4)
+            row[f"{task}_kappa"] = round(metrics["cohen_kappa"], 4)
+            row[f"{task}_auc"] = round(metrics.get("accept_auc", float("nan")), 4)
+            row[f"{task}_threshold"] = evaluation["thresholds"][task]
+    return row
+
+
+def run_training(verifier: Verifier, streams: dict[str, Callable[[], Iterator[Example]]], heldout: Heldout,
+                 out: str | Path, *, config: TrainConfig, data: dict, name: str = "verifier") -> dict:
+    """Train ``verifier`` in place (base stage, then each adapter), evaluating every ``eval_every`` steps and
+    keeping the best checkpoint (mean held-out accuracy) in ``out``. Returns the final manifest."""
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    processor, letter_ids, size = verifier.processor, verifier.letter_ids, verifier.render_size
+    model = verifier.model
+    started = time.monotonic()
+    curve: list[dict] = []
+    best = {"score": -1.0, "manifest": None}
+    examples_seen = {"steps": 0}
+
+    def checkpoint(step: int, loss: float | None, stage: str) -> None:
+        evaluation = evaluate(model, processor, letter_ids, heldout, size=size, config=config)
+        row = _curve_row(step, stage, loss, evaluation, time.monotonic() - started)
+        curve.append(row)
+        log.info("eval %s", json.dumps(row))
+        score = float(np.mean([evaluation["metrics"][t]["accuracy"] for t in evaluation["metrics"]] or [0.0]))
+        if score < best["score"]:
+            return
+        best["score"] = score
+        manifest = {
+            "name": name,
+            "temperature": evaluation["temperature"],
+            "thresholds": evaluation["thresholds"],
+            "target_precision": config.target_precision,
+            "metrics": evaluation["metrics"],
+            "training": {"config": asdict(config), "data": data, "steps": step, "stage": stage,
+                         "batch_size": config.batch_size, "examples_seen": step * config.batch_size,
+                         "minutes": round((time.monotonic() - started) / 60, 1)},
+            "learning_curve": curve,
+            "template_versions": dict(TEMPLATE_VERSIONS),
+            "render_size": size,
+        }
+        manifest.pop("model_version", None)
+        verifier.manifest = {k: v for k, v in verifier.manifest.items() if k != "model_version"}
+        best["manifest"] = save_verifier(verifier, out, manifest=manifest)
+        write_readme(out, best["manifest"])
+
+    base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    done = 0
+    if config.base_steps or config.base_minutes:
+        base_streams = {t: streams[t]() for t in TASKS if t in streams}
+        # The adapters must not be active while the base trains: disable them (B = 0 makes them identity anyway).
+        with model.disable_adapter():
+            done = train_stage(base_model, processor, letter_ids, base_streams, task=None,
+                               steps=config.base_steps, minutes=config.base_minutes, lr=config.lr, config=config,
+                               size=size, on_eval=lambda s, l: checkpoint(s, l, "base"))
+    if config.adapter_steps or config.adapter_minutes:
+        for task in TASKS:
+            if task not in streams:
+                continue
+            model.set_adapter(task)
+            n = train_stage(model, processor, letter_ids, {task: streams[task]()}, task=task,
+                            steps=config.adapter_steps, minutes=config.adapter_minutes, lr=config.adapter_lr,
+                            config=config, size=size, step_offset=done)
+            done += n
+        model.set_adapter("mv")
+    checkpoint(done, None, "final")
+    examples_seen["steps"] = done
+    return best["manifest"]
+
+
+def write_readme(folder: str | Path, manifest: dict) -> None:
+    """README.md next to the checkpoint: what it is, how it was made, the learning curve and the report."""
+    folder = Path(folder)
+    lines = [f"# {manifest.get('name', 'verifier')} — {manifest['model_version']}", "",
+             "Tiny Llama 3.2 Vision architecture (`MllamaForConditionalGeneration`) trained from scratch on this CPU",
+             "with `python -m verifiers.train` (see `training` in manifest.json for the exact config and data).",
+             "Labels are SIMULATED-annotator verdicts on the synthetic shapes world, not human data.", ""]
+    training = manifest.get("training", {})
+    lines += [f"- code version `{manifest.get('code_version')}`, templates {manifest.get('template_versions')}",
+              f"- steps {training.get('steps')} (batch {training.get('batch_size')}), "
+              f"{training.get('minutes')} min, stage `{training.get('stage')}`",
+              f"- temperature {manifest.get('temperature')}",
+              f"- auto-accept thresholds at target precision {manifest.get('target_precision')}: "
+              f"{manifest.get('thresholds')} (None = nothing is auto-accepted)", "",
+              "## Learning curve (held-out test half; accuracy vs the annotator's verdicts)", "",
+              "| step | stage | min | train loss | MV acc | MV κ | MV AUC | EV acc | EV κ | EV AUC |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in manifest.get("learning_curve", []):
+        lines.append("| {step} | {stage} | {minutes} | {train_loss} | {mv_accuracy} | {mv_kappa} | {mv_auc} | "
+                     "{ev_accuracy} | {ev_kappa} | {ev_auc} |".format(**{**{k: "" for k in (
+                         "mv_accuracy", "mv_kappa", "mv_auc", "ev_accuracy", "ev_kappa", "ev_auc")}, **row}))
+    for task, metrics in (manifest.get("metrics") or {}).items():
+        lines += ["", f"## {task.upper()} report (n = {metrics['n']})", "",
+                  f"accuracy {metrics['accuracy']:.3f}, Cohen's κ {metrics['cohen_kappa']:.3f}, "
+                  f"accept AUC {metrics.get('accept_auc', float('nan')):.3f}, NLL {metrics['nll']:.3f}; "
+                  f"at the threshold: {metrics.get('at_threshold')}", "",
+                  f"accuracy against the error-free answer by kind: {metrics.get('accuracy_vs_truth_by_kind')}", "",
+                  "precision of auto-accepting the top share by P(accept): " + ", ".join(
+                      f"{r['coverage']:.0%}: {r['precision']:.3f}" for r in metrics["precision_at_coverage"])]
+    (folder / "README.md").write_text("\n".join(lines) + "\n")
