@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-fast bench schema serve worker clean-data tiny-model
+.PHONY: venv demo test test-fast bench schema serve worker clean-data tiny-model verifier-tiny
 
 venv: $(VENV)/.installed
 	@bash scripts/install-wordnet.sh
@@ -39,6 +39,12 @@ bench: venv
 tiny-model: venv
 	nice -n 10 $(PY) -m model.training --preset tiny-shapes --out checkpoints/sam3-tiny \
 		--work-dir data/sam3-tiny-train --no-progress $(if $(MINUTES),--max-minutes $(MINUTES),)
+
+# Train the tiny MV/EV verifier on simulated-annotator answers over the synthetic world -> checkpoints/verifier-tiny.
+verifier-tiny: venv
+	PYTHONPATH=platform:. nice -n 10 $(PY) -m verifiers.train --synthetic --out checkpoints/verifier-tiny \
+		--name verifier-tiny --base-minutes 85 --adapter-minutes 3 --eval-every 200 --heldout-per-task 600 \
+		--batch-size 32 --lr 1e-3 --lr-final 5e-5 --shuffle-prob 0.5 --threads 1
 
 schema: venv
 	# Generated against PostgreSQL (integer bounds in the schema follow the database), as the drift test does.
