@@ -90,12 +90,15 @@ def celery_worker_on_redis(transactional_db):
 
     saved = {k: app.conf[k] for k in ("broker_url", "task_always_eager")}
     app.conf.update(broker_url="redis://127.0.0.1:6379/15", task_always_eager=False)
+    # Connections and producers cached by earlier tests point at the previous broker (memory://): drop them.
+    app._pool, app.amqp._producer_pool = None, None
     with app.connection_for_write() as connection:
         for queue in ("gpu", "cpu"):
             connection.default_channel.queue_purge(queue)
     with start_worker(app, queues=["gpu", "cpu"], pool="solo", perform_ping_check=False, shutdown_timeout=30):
         yield app
     app.conf.update(saved)
+    app._pool, app.amqp._producer_pool = None, None
 
 
 def wait_for(predicate, seconds=60):
