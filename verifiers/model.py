@@ -423,27 +423,10 @@ def save_verifier(verifier: Verifier, folder: str | Path, *, manifest: dict | No
 
 def verify_checkpoint(folder: str | Path) -> dict:
     """Check manifest.json and every file's sha256; return the manifest. Raises VerifierModelError."""
-    folder = Path(folder)
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        raise VerifierModelError(f"{folder} has no {MANIFEST_NAME}: not a verifier checkpoint")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise VerifierModelError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != CHECKPOINT_FORMAT or not isinstance(manifest.get("files"), dict):
-        raise VerifierModelError(f"{path}: unknown checkpoint format {manifest.get('format')!r}")
-    listed = manifest["files"]
-    present = {p.relative_to(folder).as_posix() for p in _files(folder)}
-    if missing := sorted(set(listed) - present):
-        raise VerifierModelError(f"verifier checkpoint {folder} is incomplete: missing {missing}")
-    if extra := sorted(present - set(listed)):
-        raise VerifierModelError(f"verifier checkpoint {folder} has files its manifest does not list: {extra}")
-    for name, expected in sorted(listed.items()):
-        if sha256_of(folder / name) != expected:
-            raise VerifierModelError(f"verifier checkpoint {folder}: sha256 of {name} differs from the manifest "
-                                     "(corrupt or tampered)")
-    return manifest
+    from model.sam3.build import verify_checkpoint as verify
+
+    return verify(folder, checkpoint_format=CHECKPOINT_FORMAT, error=VerifierModelError, files=_files,
+                  what="verifier checkpoint")
 
 
 def _fetch_s3(uri: str, *, cache_dir: Path, s3_client: Any) -> Path:

@@ -166,30 +166,34 @@ def save_checkpoint(model: Sam3Model, processor: Sam3Processor, folder: str | Pa
 # ----------------------------------------------------------------------------------------------
 
 
-def verify_checkpoint(folder: str | Path) -> dict:
-    """Check manifest.json and every file's sha256; return the manifest. Raises CheckpointError."""
+def verify_checkpoint(folder: str | Path, *, checkpoint_format: str = CHECKPOINT_FORMAT,
+                      error: type[Exception] = CheckpointError, files: Callable[[Path], list[Path]] | None = None,
+                      what: str = "checkpoint") -> dict:
+    """Check manifest.json and every file's sha256; return the manifest. Raises ``error`` (CheckpointError).
+
+    The verifiers' checkpoints use the same layout with their own format name and error class.
+    """
     folder = Path(folder)
     path = folder / MANIFEST_NAME
     if not path.is_file():
-        raise CheckpointError(f"{folder} has no {MANIFEST_NAME}: not a checkpoint written by save_checkpoint")
+        raise error(f"{folder} has no {MANIFEST_NAME}: not a {what} written by this project")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != CHECKPOINT_FORMAT or not isinstance(manifest.get("files"), dict):
-        raise CheckpointError(f"{path}: unknown checkpoint format {manifest.get('format')!r}")
+        raise error(f"{path} is not valid JSON: {exc}") from exc
+    if manifest.get("format") != checkpoint_format or not isinstance(manifest.get("files"), dict):
+        raise error(f"{path}: unknown checkpoint format {manifest.get('format')!r}")
     listed = manifest["files"]
-    present = {p.relative_to(folder).as_posix() for p in _checkpoint_files(folder)}
+    present = {p.relative_to(folder).as_posix() for p in (files or _checkpoint_files)(folder)}
     if missing := sorted(set(listed) - present):
-        raise CheckpointError(f"checkpoint {folder} is incomplete: missing {missing}")
+        raise error(f"{what} {folder} is incomplete: missing {missing}")
     if extra := sorted(present - set(listed)):
-        raise CheckpointError(f"checkpoint {folder} has files its manifest does not list: {extra}")
+        raise error(f"{what} {folder} has files its manifest does not list: {extra}")
     for name, expected in sorted(listed.items()):
         actual = sha256_of(folder / name)
         if actual != expected:
-            raise CheckpointError(
-                f"checkpoint {folder}: sha256 of {name} is {actual}, manifest says {expected} (corrupt or tampered)"
-            )
+            raise error(f"{what} {folder}: sha256 of {name} is {actual}, manifest says {expected} "
+                        "(corrupt or tampered)")
     return manifest
 
 
