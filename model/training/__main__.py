@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--domain", help="synthetic concept set (model.synthetic DOMAINS)")
     for name, kind in (("steps", int), ("lr", float), ("scenes-per-batch", int), ("phrases-per-scene", int),
                        ("eval-every", int), ("checkpoint-every", int), ("threads", int), ("seed", int),
-                       ("max-minutes", float), ("warmup-steps", int), ("eval-scenes", int), ("world-seed", int)):
+                       ("max-minutes", float), ("warmup-steps", int), ("eval-scenes", int), ("world-seed", int),
+                       ("data-workers", int), ("device", str), ("log-every", int)):
         parser.add_argument(f"--{name}", type=kind)
     parser.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of all weights")
     parser.add_argument("--work-dir", help="local folder for intermediate checkpoints")
@@ -66,7 +67,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {}
     for field_name in ("out", "base", "annotations", "images", "eval_gold", "eval_images", "domain", "steps", "lr",
                        "scenes_per_batch", "phrases_per_scene", "eval_every", "checkpoint_every", "threads", "seed",
-                       "max_minutes", "warmup_steps", "eval_scenes", "world_seed", "work_dir"):
+                       "max_minutes", "warmup_steps", "eval_scenes", "world_seed", "work_dir", "data_workers", "device",
+                       "log_every"):
         value = getattr(args, field_name)
         if value is not None:
             overrides[field_name] = value

@@ -97,6 +97,38 @@ def collate(samples: list[SceneSample], tokenizer: Any, *, image_size: int, mask
                  targets=Targets(masks=masks, boxes=boxes), phrases=phrases)
 
 
+class CollatedBatches(torch.utils.data.IterableDataset):
+    """Batches ``start .. stop-1`` of ``source``, collated, for a DataLoader with ``batch_size=None``.
+
+    Worker w of n makes steps ``start + w, start + w + n, ...``; the DataLoader takes one batch from each worker
+    in turn, so the training loop sees exactly the step order of the in-process path (same data, same curriculum).
+    """
+
+    def __init__(self, source: Any, tokenizer: Any, *, image_size: int, mask_size: int, start: int, stop: int):
+        super().__init__()
+        self.source, self.tokenizer = source, tokenizer
+        self.image_size, self.mask_size, self.start, self.stop = image_size, mask_size, start, stop
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if info is not None:
+            torch.set_num_threads(1)  # one core per worker; they run side by side
+        for step in range(self.start + worker, self.stop, workers):
+            yield collate(self.source.batch(step), self.tokenizer, image_size=self.image_size,
+                          mask_size=self.mask_size)
+
+
+def batch_stream(source: Any, tokenizer: Any, *, image_size: int, mask_size: int, start: int, stop: int,
+                 workers: int = 0) -> Iterator[Batch]:
+    """Collated batches for steps ``start .. stop-1``, made in ``workers`` processes (0: in this process)."""
+    batches = CollatedBatches(source, tokenizer, image_size=image_size, mask_size=mask_size, start=start, stop=stop)
+    if workers <= 0:
+        return iter(batches)
+    return iter(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers, prefetch_factor=4,
+                                            persistent_workers=False))
+
+
 # ----------------------------------------------------------------------------------------------
 # Synthetic world
 # ----------------------------------------------------------------------------------------------

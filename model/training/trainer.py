@@ -20,7 +20,7 @@ import torch
 from model.sam3.build import MANIFEST_NAME, resolve_model, save_checkpoint, write_manifest
 from model.sam3.predictor import ConceptPredictor
 from model.synthetic import REFERENCE_SIZE, WORLD_VERSION, generate_world
-from model.training.data import Curriculum, SacoSnapshot, SyntheticScenes, collate, fetch_uri, split_s3
+from model.training.data import Batch, Curriculum, SacoSnapshot, SyntheticScenes, batch_stream, fetch_uri, split_s3
 from model.training.evaluate import evaluate_predictor
 from model.training.lora import LoraSettings, apply_lora, inner_model, merged_copy, save_adapter
 from model.training.loss import LossConfig, pcs_loss
@@ -58,7 +58,11 @@ class TrainConfig:
     seed: int = 0
     device: str = field(default="auto", metadata={"help": "'auto' (cuda when available), 'cpu' or 'cuda'"})
     threads: int = 1
-    max_minutes: float | None = field(default=None, metadata={"help": "stop (and publish) after this wall time"})
+    data_workers: int = field(default=0, metadata={
+        "help": "processes that render and collate batches ahead of the step (0: in the training process)"})
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "stop (and publish) after this wall time; the LR schedule then follows wall time or steps, "
+                "whichever is further along, so a time-bound run still anneals"})
     # evaluation and checkpoints
     eval_gold: str | None = field(default=None, metadata={"help": "gold JSON; None: a generated synthetic one"})
     eval_images: str | None = None
@@ -90,11 +94,14 @@ class TrainConfig:
         return cls(**data)
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to ``min_lr_ratio * lr`` at ``steps``."""
+def learning_rate(step: int, config: TrainConfig, wall_s: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to ``min_lr_ratio * lr`` at ``steps`` (or at ``max_minutes`` of wall time,
+    if that comes first)."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    if config.max_minutes:
+        progress = max(progress, min(1.0, wall_s / (60 * config.max_minutes)))
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -169,9 +176,7 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def train_step(self, step: int) -> dict[str, float]:
-        batch = collate(self.data.batch(step), self.processor.tokenizer, image_size=self.image_size,
-                        mask_size=self.mask_size)
+    def train_step(self, batch: Batch) -> dict[str, float]:
         device = self.device
         outputs = forward_pcs(self.inner, batch.pixel_values.to(device), batch.scene_index.to(device),
                               batch.input_ids.to(device), batch.attention_mask.to(device))
@@ -253,11 +258,13 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
             bar = tqdm(total=config.steps, desc="train", unit="step", mininterval=5)
+        batches = batch_stream(self.data, self.processor.tokenizer, image_size=self.image_size,
+                               mask_size=self.mask_size, start=0, stop=config.steps, workers=config.data_workers)
         step = 0
-        for step in range(1, config.steps + 1):
+        for step, batch in enumerate(batches, start=1):
             for group in self.optimizer.param_groups:
-                group["lr"] = learning_rate(step - 1, config)
-            terms = self.train_step(step - 1)
+                group["lr"] = learning_rate(step - 1, config, time.monotonic() - start)
+            terms = self.train_step(batch)
             for key, value in terms.items():
                 running[key] = running.get(key, value) * 0.95 + value * 0.05
             if bar is not None:

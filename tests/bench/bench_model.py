@@ -146,6 +146,8 @@ def timed(fn, reps: int) -> float:
     for _ in range(reps):
         started = time.perf_counter()
         fn()
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
@@ -155,15 +157,17 @@ def timed(fn, reps: int) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def bench_phrases(label: str, loaded, counts, reps: int) -> tuple[list[dict], dict]:
+def bench_phrases(label: str, loaded, counts, reps: int, device: str = "cpu") -> tuple[list[dict], dict]:
     from model.sam3.predictor import ConceptPredictor
 
-    predictor = ConceptPredictor(loaded)
+    predictor = ConceptPredictor(loaded, device=device)
     image = scene(0)
     pixel_values = predictor.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+    pixel_values = pixel_values.to(device)
 
     def encode():
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                                                    enabled=device == "cuda"):
             predictor.model.get_vision_features(pixel_values=pixel_values)
 
     def propose(n):
@@ -367,10 +371,11 @@ def bench_click_api(n_images: int, later_per_image: int, first_index: int) -> tu
     return rows, figures
 
 
-def bench_click_model(label: str, tracker, n_images: int, later_per_image: int) -> tuple[dict, dict]:
+def bench_click_model(label: str, tracker, n_images: int, later_per_image: int,
+                      device: str = "cpu") -> tuple[dict, dict]:
     from model.sam3.interactive import ClickPredictor
 
-    predictor = ClickPredictor(tracker, uri=f"bench:{label}")
+    predictor = ClickPredictor(tracker, device=device, uri=f"bench:{label}")
     rng = np.random.default_rng(1)
     predictor.segment(scene(0), media_key="warm", points=[[5, 5]], labels=[1])
     first, later = [], []

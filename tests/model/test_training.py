@@ -209,3 +209,28 @@ def test_trains_from_a_snapshot_in_s3_and_publishes_there(s3_server, tmp_path):
     assert "ckpts/step-000002/manifest.json" in keys
     loaded = load_checkpoint(result["artifact_uri"], cache_dir=tmp_path / "cache", s3_client=client)
     assert loaded.manifest["data"]["annotations"] == f"s3://{bucket}/snap/gold.json"
+
+
+def test_batches_made_in_worker_processes_match_the_in_process_ones():
+    from model.training.data import batch_stream
+    from model.training.modeling import build_from_scratch
+
+    _, processor = build_from_scratch(TINY)
+    source = SyntheticScenes(seed=5, scenes_per_batch=2, phrases_per_scene=2, size=112)
+    kwargs = dict(image_size=64, mask_size=32, start=3, stop=8)
+    inline = list(batch_stream(source, processor.tokenizer, workers=0, **kwargs))
+    parallel = list(batch_stream(source, processor.tokenizer, workers=2, **kwargs))
+    assert len(inline) == len(parallel) == 5
+    for a, b in zip(inline, parallel):
+        assert a.phrases == b.phrases
+        assert torch.equal(a.pixel_values, b.pixel_values)
+        assert all(torch.equal(x, y) for x, y in zip(a.targets.masks, b.targets.masks))
+
+
+def test_a_time_bound_run_anneals_the_learning_rate_by_wall_time():
+    from model.training.trainer import TrainConfig, learning_rate
+
+    config = TrainConfig(out="x", steps=100_000, lr=1e-3, warmup_steps=10, min_lr_ratio=0.05, max_minutes=10)
+    assert learning_rate(5_000, config, wall_s=0) == pytest.approx(1e-3, rel=0.01)  # step-wise: barely begun
+    assert learning_rate(5_000, config, wall_s=300) == pytest.approx(0.525e-3, rel=1e-6)  # half the time: mid-cosine
+    assert learning_rate(5_000, config, wall_s=600) == pytest.approx(0.05e-3, rel=1e-6)
