@@ -149,11 +149,16 @@ def scene_examples(world_seed: int, index: int, *, size: int = 224, error_rate: 
 
 
 def example_stream(world_seed: int, *, start: int = 0, size: int = 224, error_rate: float = 0.03,
-                   task: str | None = None) -> Iterator[Example]:
-    """Examples of scenes start, start+1, ... of world ``world_seed`` forever (optionally one task only)."""
+                   task: str | None = None, step: int = 1) -> Iterator[Example]:
+    """Examples of scenes start, start+step, ... of world ``world_seed`` forever (optionally one task only).
+
+    ``step`` > 1 splits the stream between data workers: worker w of n streams ``start=start + w, step=n``, so
+    the workers' scenes are disjoint and together the same scenes as the single stream."""
+    if step < 1:
+        raise ValueError("step must be >= 1")
     index = start
     while True:
         for example in scene_examples(world_seed, index, size=size, error_rate=error_rate):
             if task is None or example.task == task:
                 yield example
-        index += 1
+        index += step

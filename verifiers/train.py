@@ -11,6 +11,9 @@ the command that produces checkpoints/verifier-tiny (base stage from scratch, th
     PYTHONPATH=platform:. python -m verifiers.train --synthetic --out checkpoints/verifier-tiny --name verifier-tiny \\
         --base-minutes 85 --adapter-minutes 3 --eval-every 200 --heldout-per-task 600 --batch-size 32 \\
         --lr 1e-3 --lr-final 5e-5 --shuffle-prob 0.5
+
+On a GPU (``--device auto``, the default, picks cuda when there is one) add ``--data-workers N`` to render and
+encode batches in N processes; one H200 takes about 28 steps/s at batch 32, which 4-6 workers keep fed.
 """
 from __future__ import annotations
 
@@ -32,8 +35,15 @@ def _synthetic_sources(config: TrainConfig, *, world_seed: int, heldout_per_task
 
     def stream(task: str):
         start = 0 if task == "mv" else 500_000
-        return lambda: shuffled(example_stream(world_seed, start=start, size=224, error_rate=error_rate, task=task),
-                                config.shuffle_buffer, random.Random(f"{config.seed}:{task}:buffer"))
+
+        def open_stream(worker: int = 0, workers: int = 1):
+            # Data worker ``worker`` of ``workers`` takes every workers-th scene (disjoint from the other workers')
+            # behind its own shuffle buffer; one stream (workers == 1) is exactly the in-process one.
+            suffix = f":{worker}/{workers}" if workers > 1 else ""
+            return shuffled(example_stream(world_seed, start=start + worker, step=workers, size=224,
+                                           error_rate=error_rate, task=task),
+                            config.shuffle_buffer, random.Random(f"{config.seed}:{task}:buffer{suffix}"))
+        return open_stream
 
     held = {}
     for task in ("mv", "ev"):
@@ -45,6 +55,15 @@ def _synthetic_sources(config: TrainConfig, *, world_seed: int, heldout_per_task
             "heldout_world_seed": world_seed + 10_007, "heldout_per_task": heldout_per_task,
             "annotator_error_rate": error_rate, "image_size": 224}
     return {"mv": stream("mv"), "ev": stream("ev")}, Heldout(held), data
+
+
+def _cycle_source(examples: list, seed: str):
+    """A stream factory over a fixed list; data worker w of n cycles its own share (every n-th example)."""
+    def open_stream(worker: int = 0, workers: int = 1):
+        if workers > 1 and len(examples) >= workers:
+            return cycle_examples(examples[worker::workers], random.Random(f"{seed}:{worker}/{workers}"))
+        return cycle_examples(examples, random.Random(seed if workers == 1 else f"{seed}:{worker}/{workers}"))
+    return open_stream
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         examples = load_examples(args.examples, args.images)
         train, held = split_heldout(examples, args.heldout_fraction)
         by_task = {t: [e for e in train if e.task == t] for t in ("mv", "ev")}
-        streams = {t: (lambda xs=xs, t=t: cycle_examples(xs, random.Random(f"{config.seed}:{t}")))
-                   for t, xs in by_task.items() if xs}
+        streams = {t: _cycle_source(xs, f"{config.seed}:{t}") for t, xs in by_task.items() if xs}
         heldout = Heldout({t: [e for e in held if e.task == t] for t in ("mv", "ev")})
         data = {"source": str(args.examples), "n_train": {t: len(v) for t, v in by_task.items()},
                 "n_heldout": {t: len(v) for t, v in heldout.examples.items()}, "init": args.init}

@@ -10,6 +10,12 @@ After training, each task's temperature is fitted on one half of the held-out ve
 threshold selected there for ``target_precision`` (verifiers.calibration); the other half gives the report.
 Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
 thresholds and the learning curve.
+
+``device`` ("auto": cuda when available) is where the model trains and evaluates; checkpoints are saved as CPU
+tensors and load anywhere. ``data_workers`` > 0 renders and encodes the training batches in that many worker
+processes (a DataLoader over an IterableDataset; worker w of n opens its example streams with
+``source(worker=w, workers=n)``, so each draws its own examples) while the main process only steps the model;
+0 renders in the main process, exactly as before. Held-out sets are always encoded in the main process, once.
 """
 from __future__ import annotations
 
@@ -17,9 +23,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -70,6 +77,19 @@ class TrainConfig:
     shuffle_buffer: int = 1024
     seed: int = 0
     threads: int = 1
+    device: str = "auto"  # "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ...
+    data_workers: int = 0  # processes rendering + encoding training batches (0: in the main process)
+    prefetch: int = 4  # batches each data worker keeps ready
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when torch sees a GPU, else cpu; anything else as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+    return device
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,21 +127,38 @@ def batch_inputs(processor, examples: Sequence[Example], *, size: int, rng: rand
     return encode(processor, images, texts), torch.tensor(targets)
 
 
+def heldout_batches(processor, examples: Sequence[Example], *, size: int, batch_size: int = 64) -> list[dict]:
+    """Encoded inputs (canonical option order, on CPU) of held-out examples, ``batch_size`` at a time."""
+    return [batch_inputs(processor, examples[start:start + batch_size], size=size, rng=None, shuffle_prob=0.0)[0]
+            for start in range(0, len(examples), batch_size)]
+
+
+def _to(inputs: dict, device: torch.device) -> dict:
+    non_blocking = device.type == "cuda"
+    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+            for k, v in inputs.items()}
+
+
 @torch.no_grad()
 def heldout_logits(model, processor, letter_ids, examples: Sequence[Example], *, size: int,
-                   batch_size: int = 64) -> np.ndarray:
-    """Raw option logits [N, K] (canonical option order) for held-out examples of one task."""
+                   batch_size: int = 64, device: torch.device | str | None = None,
+                   encoded: Sequence[dict] | None = None) -> np.ndarray:
+    """Raw option logits [N, K] (canonical option order) for held-out examples of one task.
+
+    ``encoded``: their ``heldout_batches`` when already computed; ``device``: where the model is (default cpu)."""
     if not examples:
         return np.zeros((0, len(options_for("mv"))))
     task = examples[0].task
     n = len(options_for(task))
+    device = torch.device(device or "cpu")
     model.eval()
+    if encoded is None:
+        encoded = heldout_batches(processor, examples, size=size, batch_size=batch_size)
     chunks = []
-    for start in range(0, len(examples), batch_size):
-        inputs, _ = batch_inputs(processor, examples[start:start + batch_size], size=size, rng=None,
-                                 shuffle_prob=0.0)
-        chunks.append(option_logits(model, inputs, letter_ids, n, image_token_id=_image_token(processor)))
-    return torch.cat(chunks).float().numpy()
+    for inputs in encoded:
+        chunks.append(option_logits(model, _to(inputs, device), letter_ids, n,
+                                    image_token_id=_image_token(processor)).float().cpu())
+    return torch.cat(chunks).numpy()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,14 +260,25 @@ class Heldout:
     """Held-out examples per task, split in a calibration half (even) and a test half (odd)."""
 
     examples: dict[str, list[Example]]
+    _encoded: dict = field(default_factory=dict, repr=False, compare=False)
 
     def halves(self, task: str) -> tuple[list[int], list[int]]:
         n = len(self.examples.get(task, []))
         return list(range(0, n, 2)), list(range(1, n, 2))
 
+    def encoded(self, task: str, processor, *, size: int, batch_size: int = 64) -> list[dict]:
+        """The task's examples encoded once (they never change): evaluations stop re-rendering them."""
+        key = (task, id(processor), size, batch_size)
+        if key not in self._encoded:
+            self._encoded[key] = heldout_batches(processor, self.examples.get(task) or [], size=size,
+                                                 batch_size=batch_size)
+        return self._encoded[key]
 
-def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, config: TrainConfig) -> dict:
+
+def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, config: TrainConfig,
+             device: torch.device | str | None = None) -> dict:
     """Calibrate each task on the calibration half and report on the test half (see module docstring)."""
+    device = torch.device(device) if device is not None else resolve_device(config.device)
     result = {"temperature": {}, "thresholds": {}, "metrics": {}}
     for task in TASKS:
         examples = heldout.examples.get(task) or []
@@ -240,7 +288,8 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         options = options_for(task)
         if hasattr(model, "set_adapter"):
             model.set_adapter(task)  # each task is judged with its own adapter, as the Verifier scores it
-        logits = heldout_logits(model, processor, letter_ids, examples, size=size)
+        logits = heldout_logits(model, processor, letter_ids, examples, size=size, device=device,
+                                encoded=heldout.encoded(task, processor, size=size))
         labels = [e.label for e in examples]
         calib, test = heldout.halves(task)
         y = np.array([options.index(label) for label in labels])
@@ -282,42 +331,111 @@ def _batches(stream: Iterator[Example], batch_size: int) -> Iterator[list[Exampl
         yield [next(stream) for _ in range(batch_size)]
 
 
-def train_stage(model, processor, letter_ids, streams: dict[str, Iterator[Example]], *, task: str | None,
+StreamSource = Callable[..., Iterator[Example]]  # source(worker=0, workers=1) -> a fresh example stream
+
+
+def question_batches(processor, streams: dict[str, Iterator[Example]], *, task: str | None, config: TrainConfig,
+                     size: int, rng: random.Random) -> Iterator[tuple[str, dict, torch.Tensor]]:
+    """(task, encoded inputs, target letter indices) forever: each batch's task (``task``, or MV with
+    probability mv_fraction), then its questions with options shuffled by ``rng``."""
+    batches = {t: _batches(s, config.batch_size) for t, s in streams.items()}
+    while True:
+        current = task or ("mv" if rng.random() < config.mv_fraction else "ev")
+        examples = next(batches[current])
+        inputs, targets = batch_inputs(processor, examples, size=size, rng=rng, shuffle_prob=config.shuffle_prob)
+        yield current, inputs, targets
+
+
+class QuestionBatches(torch.utils.data.IterableDataset):
+    """``question_batches`` in DataLoader workers: worker w of n opens ``source(worker=w, workers=n)`` for each
+    task (its own share of the examples) and draws task mix and option orders from its own seeded rng."""
+
+    def __init__(self, processor, sources: dict[str, StreamSource], *, task: str | None, config: TrainConfig,
+                 size: int):
+        self.processor, self.sources, self.task, self.config, self.size = processor, sources, task, config, size
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        torch.set_num_threads(1)
+        streams = {t: source(worker=worker, workers=workers) for t, source in self.sources.items()}
+        rng = random.Random(f"{self.config.seed}:{self.task}:worker{worker}/{workers}")
+        return question_batches(self.processor, streams, task=self.task, config=self.config, size=self.size,
+                                rng=rng)
+
+
+def _worker_loader(processor, sources: dict[str, StreamSource], *, task: str | None, config: TrainConfig,
+                   size: int, device: torch.device) -> torch.utils.data.DataLoader:
+    import multiprocessing
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers are forked after the tokenizer ran
+    # fork: the stream sources are closures (not picklable), and the workers start in a fraction of a second.
+    context = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    return torch.utils.data.DataLoader(
+        QuestionBatches(processor, sources, task=task, config=config, size=size), batch_size=None,
+        num_workers=config.data_workers, prefetch_factor=max(1, config.prefetch),
+        pin_memory=device.type == "cuda", multiprocessing_context=context)
+
+
+def train_stage(model, processor, letter_ids, sources: dict[str, StreamSource], *, task: str | None,
                 steps: int, minutes: float, lr: float, config: TrainConfig, size: int,
-                on_eval: Callable[[int, float], None] | None = None, step_offset: int = 0) -> int:
-    """Train ``model`` (task None: the base on MV+EV merged; else that task's adapter). Returns steps done."""
+                on_eval: Callable[[int, float], None] | None = None, step_offset: int = 0,
+                device: torch.device | str | None = None) -> int:
+    """Train ``model`` (task None: the base on MV+EV merged; else that task's adapter) on ``device`` with batches
+    from ``sources`` (rendered in config.data_workers processes, or here when 0). Returns steps done."""
+    device = torch.device(device) if device is not None else resolve_device(config.device)
+    model.to(device)
     rng = random.Random(f"{config.seed}:{task}")
     params = _trainable(model, task)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-    batches = {t: _batches(s, config.batch_size) for t, s in streams.items()}
+    if config.data_workers > 0:
+        loader = _worker_loader(processor, sources, task=task, config=config, size=size, device=device)
+        batches = iter(loader)
+    else:
+        batches = question_batches(processor, {t: source() for t, source in sources.items()}, task=task,
+                                   config=config, size=size, rng=rng)
     image_token = _image_token(processor)
     start = time.monotonic()
     deadline = start + minutes * 60 if minutes else math.inf
     total = steps or 10**9
     step = 0
     loss_avg = None
-    while step < total and time.monotonic() < deadline:
-        current = task or ("mv" if rng.random() < config.mv_fraction else "ev")
-        examples = next(batches[current])
-        inputs, targets = batch_inputs(processor, examples, size=size, rng=rng, shuffle_prob=config.shuffle_prob)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, total, config, lr,
-                                 (time.monotonic() - start) / (minutes * 60) if minutes else 0.0)
-        model.train()
-        logits = option_logits(model, inputs, letter_ids, len(options_for(current)), image_token_id=image_token)
-        loss = torch.nn.functional.cross_entropy(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        value = float(loss.detach())
-        loss_avg = value if loss_avg is None else 0.98 * loss_avg + 0.02 * value
-        step += 1
-        if step % 25 == 0:
-            log.info("stage %s step %d loss %.4f (avg %.4f) lr %.2e", task or "base", step, value, loss_avg,
-                     optimizer.param_groups[0]["lr"])
-        if on_eval is not None and config.eval_every and step % config.eval_every == 0:
-            on_eval(step_offset + step, loss_avg)
+    waited = evaluating = 0.0
+    try:
+        while step < total and time.monotonic() < deadline:
+            before = time.monotonic()
+            current, inputs, targets = next(batches)
+            waited += time.monotonic() - before
+            if device.type != "cpu":
+                inputs, targets = _to(inputs, device), targets.to(device, non_blocking=True)
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(step, total, config, lr,
+                                     (time.monotonic() - start) / (minutes * 60) if minutes else 0.0)
+            model.train()
+            logits = option_logits(model, inputs, letter_ids, len(options_for(current)), image_token_id=image_token)
+            loss = torch.nn.functional.cross_entropy(logits, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            value = float(loss.detach())
+            loss_avg = value if loss_avg is None else 0.98 * loss_avg + 0.02 * value
+            step += 1
+            if step % 25 == 0:
+                log.info("stage %s step %d loss %.4f (avg %.4f) lr %.2e", task or "base", step, value, loss_avg,
+                         optimizer.param_groups[0]["lr"])
+            if on_eval is not None and config.eval_every and step % config.eval_every == 0:
+                before = time.monotonic()
+                on_eval(step_offset + step, loss_avg)
+                evaluating += time.monotonic() - before
+    finally:
+        del batches  # shuts the data workers down
+    elapsed = time.monotonic() - start
+    training = max(1e-9, elapsed - evaluating)
+    log.info("stage %s: %d steps in %.1f s (%.1f s evaluating): %.2f steps/s, %.0f examples/s, %.0f%% of the "
+             "training time waiting for data (%d data workers, %s)", task or "base", step, elapsed, evaluating,
+             step / training, step * config.batch_size / training, 100 * waited / training, config.data_workers,
+             device)
     for param in model.parameters():
         param.requires_grad = False
     return step
@@ -336,21 +454,26 @@ def _curve_row(step: int, stage: str, loss: float | None, evaluation: dict, elap
     return row
 
 
-def run_training(verifier: Verifier, streams: dict[str, Callable[[], Iterator[Example]]], heldout: Heldout,
+def run_training(verifier: Verifier, streams: dict[str, StreamSource], heldout: Heldout,
                  out: str | Path, *, config: TrainConfig, data: dict, name: str = "verifier") -> dict:
-    """Train ``verifier`` in place (base stage, then each adapter), evaluating every ``eval_every`` steps and
-    keeping the best checkpoint (mean held-out accuracy) in ``out``. Returns the final manifest."""
+    """Train ``verifier`` in place (base stage, then each adapter) on config.device, evaluating every
+    ``eval_every`` steps and keeping the best checkpoint (mean held-out accuracy) in ``out``. ``streams`` maps a
+    task to a source of fresh example streams, ``source(worker=0, workers=1)`` (see the module docstring).
+    Returns the final manifest."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     processor, letter_ids, size = verifier.processor, verifier.letter_ids, verifier.render_size
     model = verifier.model
+    device = resolve_device(config.device)
+    model.to(device)
+    verifier.device = str(device)
     started = time.monotonic()
     curve: list[dict] = []
     best = {"score": -1.0, "manifest": None}
     examples_seen = {"steps": 0}
 
     def checkpoint(step: int, loss: float | None, stage: str) -> None:
-        evaluation = evaluate(model, processor, letter_ids, heldout, size=size, config=config)
+        evaluation = evaluate(model, processor, letter_ids, heldout, size=size, config=config, device=device)
         row = _curve_row(step, stage, loss, evaluation, time.monotonic() - started)
         curve.append(row)
         log.info("eval %s", json.dumps(row))
@@ -379,20 +502,20 @@ def run_training(verifier: Verifier, streams: dict[str, Callable[[], Iterator[Ex
     base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
     done = 0
     if config.base_steps or config.base_minutes:
-        base_streams = {t: streams[t]() for t in TASKS if t in streams}
+        base_streams = {t: streams[t] for t in TASKS if t in streams}
         # The adapters must not be active while the base trains: disable them (B = 0 makes them identity anyway).
         with model.disable_adapter():
             done = train_stage(base_model, processor, letter_ids, base_streams, task=None,
                                steps=config.base_steps, minutes=config.base_minutes, lr=config.lr, config=config,
-                               size=size, on_eval=lambda s, l: checkpoint(s, l, "base"))
+                               size=size, on_eval=lambda s, l: checkpoint(s, l, "base"), device=device)
     if config.adapter_steps or config.adapter_minutes:
         for task in TASKS:
             if task not in streams:
                 continue
             model.set_adapter(task)
-            n = train_stage(model, processor, letter_ids, {task: streams[task]()}, task=task,
+            n = train_stage(model, processor, letter_ids, {task: streams[task]}, task=task,
                             steps=config.adapter_steps, minutes=config.adapter_minutes, lr=config.adapter_lr,
-                            config=config, size=size, step_offset=done)
+                            config=config, size=size, step_offset=done, device=device)
             done += n
         model.set_adapter("mv")
     checkpoint(done, None, "final")

@@ -126,3 +126,53 @@ def test_registry_fields_name_the_version_by_its_checkpoint(tiny_checkpoint):
     fields = registry_fields("s3://models/verifiers/tiny-v1", manifest)
     assert fields["name"] == "verifier-tiny-v1" and fields["kind"] == "verifier"
     assert fields["manifest"]["thresholds"] == {"mv": 0.9, "ev": None}
+
+
+def test_data_worker_streams_split_the_synthetic_world_without_repeats():
+    import itertools
+
+    from verifiers.train import _synthetic_sources
+    from verifiers.training import TrainConfig
+
+    sources, heldout, _ = _synthetic_sources(TrainConfig(shuffle_buffer=4), world_seed=0, heldout_per_task=3,
+                                             error_rate=0.03)
+    assert {t: len(v) for t, v in heldout.examples.items()} == {"mv": 3, "ev": 3}
+    for task, source in sources.items():
+        single = [(e.source["scene"], e.phrase, e.kind) for e in itertools.islice(source(), 12)]
+        assert single == [(e.source["scene"], e.phrase, e.kind) for e in itertools.islice(source(0, 1), 12)]
+        scenes = [{e.source["scene"] for e in itertools.islice(source(worker=w, workers=2), 30)} for w in (0, 1)]
+        assert scenes[0] and scenes[1] and not scenes[0] & scenes[1], task
+        assert all(e.task == task for e in itertools.islice(source(worker=1, workers=2), 10))
+
+
+@pytest.mark.slow
+def test_training_with_data_workers_writes_a_checkpoint_that_loads_on_cpu(tmp_path, caplog):
+    import logging
+
+    from verifiers.train import main
+
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="verifiers.training"):
+        assert main(["--synthetic", "--out", str(out), "--name", "w", "--base-steps", "3", "--adapter-steps", "2",
+                     "--batch-size", "4", "--eval-every", "3", "--heldout-per-task", "12", "--shuffle-buffer", "8",
+                     "--min-support", "3", "--warmup-steps", "1", "--data-workers", "2", "--device", "cpu"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    config = manifest["training"]["config"]
+    assert config["data_workers"] == 2 and config["device"] == "cpu"
+    assert manifest["training"]["steps"] in (3, 3 + 2 + 2)  # the best evaluation: base stage or final
+    assert "(2 data workers, cpu)" in caplog.text
+    verifier = load_verifier(str(out), cache_dir=tmp_path, device="cpu")
+    assert verifier.manifest["model_version"] == manifest["model_version"]
+    assert all(p.device.type == "cpu" for p in verifier.model.parameters())
+
+
+def test_device_auto_picks_cuda_only_when_there_is_one():
+    import torch
+
+    from verifiers.training import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
