@@ -58,17 +58,65 @@ def validate(rle: Any, *, size: tuple[int, int] | None = None) -> dict:
         counts = rle["counts"].encode("ascii")
     except UnicodeEncodeError as exc:
         raise InvalidRLE('"counts" must be ASCII') from exc
-    # Every character of compressed counts lies in 48..111 ('0'..'o'); anything else is corruption.
-    if any(c < 48 or c > 111 for c in counts):
-        raise InvalidRLE('"counts" contains characters outside the compressed RLE alphabet')
     total = _run_total(counts)
     if total != shape[0] * shape[1]:
         raise InvalidRLE(f'"counts" covers {total} pixels but size {list(shape)} has {shape[0] * shape[1]}')
     return normalised
 
 
+# The vectorised walk keeps every intermediate in int64: at most 7 characters (35 bits) per number and fewer
+# than 2**26 numbers, so a run (a sum of deltas) stays below 2**61. Anything else takes the exact Python walk.
+_FAST_MAX_CHARS_PER_NUMBER = 7
+_FAST_MAX_NUMBERS = 1 << 26
+
+
 def _run_total(counts: bytes) -> int:
-    """Sum of run lengths in a compressed counts string (pycocotools' rleFrString, in Python)."""
+    """Sum of run lengths in a compressed counts string (pycocotools' rleFrString, vectorised with numpy).
+
+    Raises InvalidRLE for a character outside the alphabet, a number cut off at the end or a negative run,
+    exactly as ``_run_total_python`` does (the same checks in the same order), in microseconds for a real mask.
+    """
+    chars = np.frombuffer(counts, dtype=np.uint8)
+    # Every character of compressed counts lies in 48..111 ('0'..'o'); anything else is corruption.
+    if not chars.size:
+        return 0
+    if chars.min() < 48 or chars.max() > 111:
+        raise InvalidRLE('"counts" contains characters outside the compressed RLE alphabet')
+    values = chars.astype(np.int64) - 48
+    ends = np.flatnonzero((values & 0x20) == 0)  # the last character of each number
+    complete = int(ends[-1]) + 1 if ends.size else 0
+    starts = np.empty_like(ends)
+    starts[:1] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if ends.size >= _FAST_MAX_NUMBERS or (ends.size and int(lengths.max()) > _FAST_MAX_CHARS_PER_NUMBER):
+        return _run_total_python(counts)
+    if ends.size:
+        # Position of each character inside its number: 5 more bits per position.
+        position = np.arange(complete, dtype=np.int64) - np.repeat(starts, lengths)
+        numbers = np.add.reduceat((values[:complete] & 0x1F) << (5 * position), starts)
+        negative = (values[ends] & 0x10) != 0  # sign-extend from the last character's bit 4
+        numbers[negative] -= np.left_shift(np.int64(1), 5 * lengths[negative])
+        # Runs after the first two are stored as differences to the run two back: a running sum along each parity.
+        runs = numbers.copy()
+        for first in (1, 2):
+            runs[first::2] = np.cumsum(numbers[first::2])
+        if runs.min() < 0:
+            raise InvalidRLE('"counts" has a negative run length')
+    if complete != len(counts):
+        raise InvalidRLE('"counts" ends in the middle of a number')
+    if not ends.size:
+        return 0
+    if int(runs.max()) < (1 << 62) // runs.size:
+        return int(runs.sum())
+    return sum(runs.tolist())  # exact Python ints where the int64 sum could overflow
+
+
+def _run_total_python(counts: bytes) -> int:
+    """Sum of run lengths in a compressed counts string (pycocotools' rleFrString, in Python): the reference
+    for ``_run_total`` and its path for numbers too long for int64."""
+    if any(c < 48 or c > 111 for c in counts):
+        raise InvalidRLE('"counts" contains characters outside the compressed RLE alphabet')
     runs: list[int] = []
     p, n = 0, len(counts)
     while p < n:
@@ -103,6 +151,13 @@ def area(rles: Iterable[dict]) -> list[int]:
 def bbox_xywh(rle: dict) -> list[float]:
     """Tight box [x, y, w, h] in pixels."""
     return [float(v) for v in mask_utils.toBbox(_native(rle))]
+
+
+def bbox_xywh_many(rles: list[dict]) -> list[list[float]]:
+    """Tight box [x, y, w, h] in pixels of each RLE (one pycocotools call)."""
+    if not rles:
+        return []
+    return [[float(v) for v in box] for box in mask_utils.toBbox([_native(r) for r in rles])]
 
 
 def iou(detections: list[dict], ground_truth: list[dict], iscrowd: list[int] | None = None) -> np.ndarray:

@@ -12,8 +12,6 @@ so the worker keeps running; anything else raises. Never imports Django; torch l
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from celery.signals import worker_process_init, worker_ready
@@ -21,6 +19,7 @@ from celery.signals import worker_process_init, worker_ready
 from model.media import MediaError, open_image
 from workers.app import app
 from workers.config import CONFIG
+from workers.model_cache import ModelCache
 from workers.sam3 import s3_client
 
 if TYPE_CHECKING:
@@ -46,8 +45,7 @@ class ClickPayload(TypedDict):
     box: list[float] | None  # [x1, y1, x2, y2] pixels
 
 
-_predictors: OrderedDict[str, "ClickPredictor"] = OrderedDict()
-_predictors_lock = threading.Lock()
+_predictors: ModelCache["ClickPredictor"] = ModelCache(MAX_CACHED_MODELS)
 _embeddings: "EmbeddingCache | None" = None
 
 
@@ -70,27 +68,19 @@ def get_click_predictor(tracker_uri: str, *, s3: Any = None) -> ClickPredictor:
 
     from model.sam3.interactive import ClickPredictor, resolve_tracker
 
-    with _predictors_lock:
-        predictor = _predictors.get(tracker_uri)
-        if predictor is not None:
-            _predictors.move_to_end(tracker_uri)
-            return predictor
-        s3 = s3 if s3 is not None else (s3_client() if tracker_uri.startswith("s3://") else None)
-        loaded = resolve_tracker(tracker_uri, cache_dir=CONFIG.model_cache_dir, s3_client=s3)
-        predictor = ClickPredictor(loaded, device="cuda" if torch.cuda.is_available() else "cpu",
-                                   cache=embedding_cache())
-        _predictors[tracker_uri] = predictor
-        while len(_predictors) > MAX_CACHED_MODELS:
-            _predictors.popitem(last=False)
-        return predictor
+    def load() -> ClickPredictor:
+        client = s3 if s3 is not None else (s3_client() if tracker_uri.startswith("s3://") else None)
+        loaded = resolve_tracker(tracker_uri, cache_dir=CONFIG.model_cache_dir, s3_client=client)
+        return ClickPredictor(loaded, device="cuda" if torch.cuda.is_available() else "cpu", cache=embedding_cache())
+
+    return _predictors.get(tracker_uri, load)
 
 
 def clear_click_predictors() -> None:
     """Forget every cached predictor and embedding (tests; a worker never needs this)."""
-    with _predictors_lock:
-        _predictors.clear()
-        if _embeddings is not None:
-            _embeddings.clear()
+    _predictors.clear()
+    if _embeddings is not None:
+        _embeddings.clear()
 
 
 def _validated(payload: Any) -> ClickPayload:

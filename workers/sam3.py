@@ -8,13 +8,12 @@ Expected failures (bad media, bad checkpoint, bad input) come back as
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from model.media import MediaError, open_image
 from workers.app import app
 from workers.config import CONFIG
+from workers.model_cache import ModelCache
 
 if TYPE_CHECKING:
     from model.sam3.predictor import ConceptPredictor
@@ -37,8 +36,14 @@ class ProposePayload(TypedDict):
     max_instances: int | None
 
 
-_predictors: OrderedDict[str, "ConceptPredictor"] = OrderedDict()
-_predictors_lock = threading.Lock()
+def _free_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+_predictors: ModelCache["ConceptPredictor"] = ModelCache(MAX_CACHED_MODELS, on_evict=_free_gpu_memory)
 _s3 = None
 
 
@@ -71,26 +76,17 @@ def get_predictor(model_uri: str, *, s3: Any = None) -> ConceptPredictor:
     from model.sam3.build import resolve_model
     from model.sam3.predictor import ConceptPredictor
 
-    with _predictors_lock:
-        predictor = _predictors.get(model_uri)
-        if predictor is not None:
-            _predictors.move_to_end(model_uri)
-            return predictor
-        s3 = s3 if s3 is not None else (s3_client() if model_uri.startswith("s3://") else None)
-        loaded = resolve_model(model_uri, cache_dir=CONFIG.model_cache_dir, s3_client=s3)
-        predictor = ConceptPredictor(loaded, device="cuda" if torch.cuda.is_available() else "cpu")
-        _predictors[model_uri] = predictor
-        while len(_predictors) > MAX_CACHED_MODELS:
-            _predictors.popitem(last=False)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        return predictor
+    def load() -> ConceptPredictor:
+        client = s3 if s3 is not None else (s3_client() if model_uri.startswith("s3://") else None)
+        loaded = resolve_model(model_uri, cache_dir=CONFIG.model_cache_dir, s3_client=client)
+        return ConceptPredictor(loaded, device="cuda" if torch.cuda.is_available() else "cpu")
+
+    return _predictors.get(model_uri, load)
 
 
 def clear_predictors() -> None:
     """Forget every cached predictor (tests; a worker never needs this)."""
-    with _predictors_lock:
-        _predictors.clear()
+    _predictors.clear()
 
 
 def _validated(payload: Any) -> ProposePayload:

@@ -10,13 +10,12 @@ so the worker keeps running and the platform routes the item to a human; anythin
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from model.media import MediaError, open_image
 from workers.app import app
 from workers.config import CONFIG
+from workers.model_cache import ModelCache
 from workers.sam3 import s3_client
 
 if TYPE_CHECKING:
@@ -44,8 +43,7 @@ class VerifyPayload(TypedDict):
     mv_accept_threshold: float
 
 
-_verifiers: OrderedDict[str, "Verifier"] = OrderedDict()
-_verifiers_lock = threading.Lock()
+_verifiers: ModelCache["Verifier"] = ModelCache(MAX_CACHED_MODELS)
 
 
 def get_verifier(model_uri: str, *, s3: Any = None) -> "Verifier":
@@ -55,23 +53,16 @@ def get_verifier(model_uri: str, *, s3: Any = None) -> "Verifier":
     """
     from verifiers.model import load_verifier
 
-    with _verifiers_lock:
-        verifier = _verifiers.get(model_uri)
-        if verifier is not None:
-            _verifiers.move_to_end(model_uri)
-            return verifier
-        s3 = s3 if s3 is not None else (s3_client() if model_uri.startswith("s3://") else None)
-        verifier = load_verifier(model_uri, cache_dir=CONFIG.model_cache_dir, s3_client=s3)
-        _verifiers[model_uri] = verifier
-        while len(_verifiers) > MAX_CACHED_MODELS:
-            _verifiers.popitem(last=False)
-        return verifier
+    def load() -> Verifier:
+        client = s3 if s3 is not None else (s3_client() if model_uri.startswith("s3://") else None)
+        return load_verifier(model_uri, cache_dir=CONFIG.model_cache_dir, s3_client=client)
+
+    return _verifiers.get(model_uri, load)
 
 
 def clear_verifiers() -> None:
     """Forget every cached verifier (tests; a worker never needs this)."""
-    with _verifiers_lock:
-        _verifiers.clear()
+    _verifiers.clear()
 
 
 def _validated(payload: Any) -> VerifyPayload:

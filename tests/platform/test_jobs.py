@@ -51,6 +51,22 @@ def test_the_same_request_is_the_same_job(project, django_capture_on_commit_call
 
 
 @pytest.mark.django_db
+def test_the_same_image_and_phrase_in_another_project_is_another_job(project, staff,
+                                                                     django_capture_on_commit_callbacks):
+    from dataengine.accounts.services import create_project
+
+    other = create_project(name="Shapes again", creator=staff)
+    for p in (project, other):
+        active_model(p)
+        create_datapoints(p, [(image(p), "red circle")])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        [job] = request_proposals(project)
+        [other_job] = request_proposals(other)
+    assert other_job.pk != job.pk and len(callbacks) == 2
+    assert other_job.payload["datapoints"] == {"red circle": Datapoint.objects.get(project=other).pk}
+
+
+@pytest.mark.django_db
 def test_a_replayed_store_changes_nothing(project, django_capture_on_commit_callbacks):
     active_model(project)
     media = image(project)

@@ -2,8 +2,8 @@
 
 request_proposals groups a project's pending datapoints by media item (each image is encoded once, all its
 phrases batched) and enqueues, after commit, the chain gpu ``sam3.propose_masks.v1`` → cpu
-``annotation.store_proposals.v1``. Each media item is one Job keyed by (media hash, phrases, model version,
-thresholds): asking twice is the same job, and a replayed store does nothing.
+``annotation.store_proposals.v1``. Each media item is one Job keyed by (project, media hash, phrases, model
+version, thresholds): asking twice is the same job, and a replayed store does nothing.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from celery import chain
 from django.db import transaction
 
 from dataengine.accounts.models import Project
-from dataengine.annotation.services import fail_datapoint, store_proposal
+from dataengine.annotation.services import fail_datapoint, store_proposals
 from dataengine.concepts.models import Datapoint, DatapointState
 from dataengine.engine.config import ProjectConfig
 from dataengine.engine.models import Job, JobState, ModelVersion
@@ -65,7 +65,9 @@ def create_proposal_job(project: Project, media, datapoints: list[Datapoint]) ->
     job, created = get_or_create_job(
         PROPOSE_TASK, project=project,
         payload={**payload, "datapoints": {d.concept.phrase: d.pk for d in datapoints}},
-        key_inputs={"media": media.sha256, "phrases": sorted(phrases), "model": version.name,
+        # The project is part of the key: the payload names this project's datapoints, so another project with the
+        # same image and phrases is another job (else its datapoints would wait in PROPOSING forever).
+        key_inputs={"project": project.pk, "media": media.sha256, "phrases": sorted(phrases), "model": version.name,
                     "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances]},
     )
     Datapoint.objects.filter(pk__in=[d.pk for d in datapoints]).update(state=DatapointState.PROPOSING)
@@ -102,13 +104,11 @@ def store_proposal_result(job_id: int, result: dict) -> Job:
                 media.save(update_fields=["status", "error"])
         else:
             version = ModelVersion.objects.get(name=result["model_version"])
-            stored = 0
-            for proposal in result["proposals"]:
-                datapoint = datapoints.get(ids.get(proposal["phrase"]))
-                if datapoint and store_proposal(datapoint, model_version=version, job=job, proposal_json=proposal):
-                    stored += 1
+            pairs = [(datapoints[ids[proposal["phrase"]]], proposal) for proposal in result["proposals"]
+                     if ids.get(proposal["phrase"]) in datapoints]
+            stored = store_proposals(pairs, model_version=version, job=job)
             job.state = JobState.DONE
-            job.summary = {"proposals": stored, "instances": sum(len(p["instances"]) for p in result["proposals"])}
+            job.summary = {"proposals": len(stored), "instances": sum(len(p["instances"]) for p in result["proposals"])}
         job.save(update_fields=["state", "error", "summary", "attempts", "updated_at"])
     if job.state == JobState.FAILED:
         log.warning("proposal job %s failed: %s", job.pk, job.error)

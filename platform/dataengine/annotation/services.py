@@ -44,51 +44,65 @@ TAKES_PHRASE_OUT = {MVOption.FLAG_LABEL, MVOption.WHOLE_IMAGE, EVOption.UNGROUND
 # ---------------------------------------------------------------- proposals → tasks
 
 
-def store_proposal(datapoint: Datapoint, *, model_version, job, proposal_json: dict) -> Proposal | None:
-    """Persist one model proposal for a datapoint in PROPOSING and route it. Replays do nothing.
+def store_proposals(pairs, *, model_version, job) -> list[Proposal]:
+    """Persist model proposals, ``(datapoint, proposal_json)`` pairs, and route them; in a few bulk queries.
 
+    Only datapoints in PROPOSING are stored (once each: a replay or a repeated phrase does nothing).
     Phase 1 (or no active verifier): a human MV task per mask, or straight to human EV without masks.
     Phase 2+: the AI verifiers judge it first (annotation.verifying).
 
+    Every mask is validated against its image before anything is written: the result comes from a GPU
+    worker over the broker, so it is input like any other (InvalidRLE otherwise).
     Precondition: the caller holds a transaction and a lock on the job row.
     """
-    if datapoint.state != DatapointState.PROPOSING:
-        return None
-    height, width = datapoint.media.height, datapoint.media.width
-    instances = proposal_json["instances"]
-    proposal = Proposal.objects.create(
-        datapoint=datapoint, model_version=model_version, job=job,
-        presence_score=float(proposal_json["presence_score"]), instances=instances,
-        truncated_phrase=bool(proposal_json.get("truncated", False)),
-    )
-    masks = []
-    for instance in instances:
-        rle = rle_lib.validate(instance["rle"], size=(height, width))
-        masks.append(Mask(datapoint=datapoint, rle=rle, bbox=rle_lib.bbox_xywh(rle), area=rle_lib.area([rle])[0],
-                          source=MaskSource.MODEL, score=float(instance["score"]), proposal=proposal))
-    Mask.objects.bulk_create(masks)
-    config = ProjectConfig.of(datapoint.project)
-    if datapoint.project.phase >= 2 and datapoint.project.active_verifier_id is not None:
-        from dataengine.annotation.verifying import request_verification
-
-        datapoint.state = DatapointState.AI_VERIFICATION
+    todo, seen = [], set()
+    for datapoint, proposal_json in pairs:
+        if datapoint.state == DatapointState.PROPOSING and datapoint.pk not in seen:
+            seen.add(datapoint.pk)
+            todo.append((datapoint, proposal_json))
+    if not todo:
+        return []
+    rles = [[rle_lib.validate(instance["rle"], size=(datapoint.media.height, datapoint.media.width))
+             for instance in proposal_json["instances"]] for datapoint, proposal_json in todo]
+    flat = [rle for group in rles for rle in group]
+    areas, boxes = iter(rle_lib.area(flat)), iter(rle_lib.bbox_xywh_many(flat))
+    proposals = Proposal.objects.bulk_create([
+        Proposal(datapoint=datapoint, model_version=model_version, job=job,
+                 presence_score=float(proposal_json["presence_score"]), instances=proposal_json["instances"],
+                 truncated_phrase=bool(proposal_json.get("truncated", False)))
+        for datapoint, proposal_json in todo
+    ])
+    masks = [[Mask(datapoint=datapoint, rle=rle, bbox=next(boxes), area=next(areas), source=MaskSource.MODEL,
+                   score=float(instance["score"]), proposal=proposal)
+              for instance, rle in zip(proposal_json["instances"], group)]
+             for (datapoint, proposal_json), proposal, group in zip(todo, proposals, rles)]
+    Mask.objects.bulk_create([mask for group in masks for mask in group])
+    tasks, routed = [], []
+    for (datapoint, _), group in zip(todo, masks):
+        config = ProjectConfig.of(datapoint.project)
         datapoint.revision += 1
-        datapoint.save(update_fields=["state", "revision", "updated_at"])
-        request_verification(datapoint)
-        return proposal
-    if masks:
-        datapoint.state = DatapointState.MASK_VERIFICATION
-        HumanTask.objects.bulk_create(
-            HumanTask(project_id=datapoint.project_id, kind=TaskKind.MASK_VERIFICATION, datapoint=datapoint,
-                      mask=mask, priority=config.mv_priority)
-            for mask in Mask.objects.filter(proposal=proposal)
-        )
-    else:
-        datapoint.state = DatapointState.EXHAUSTIVITY_VERIFICATION
-        _queue(datapoint, TaskKind.EXHAUSTIVITY_VERIFICATION, config.ev_priority)
-    datapoint.revision += 1
-    datapoint.save(update_fields=["state", "revision", "updated_at"])
-    return proposal
+        if datapoint.project.phase >= 2 and datapoint.project.active_verifier_id is not None:
+            from dataengine.annotation.verifying import request_verification
+
+            datapoint.state = DatapointState.AI_VERIFICATION
+            datapoint.save(update_fields=["state", "revision", "updated_at"])
+            request_verification(datapoint)
+            continue
+        if group:
+            datapoint.state = DatapointState.MASK_VERIFICATION
+            tasks += [HumanTask(project_id=datapoint.project_id, kind=TaskKind.MASK_VERIFICATION,
+                                datapoint=datapoint, mask=mask, priority=config.mv_priority) for mask in group]
+        else:
+            datapoint.state = DatapointState.EXHAUSTIVITY_VERIFICATION
+            tasks.append(HumanTask(project_id=datapoint.project_id, kind=TaskKind.EXHAUSTIVITY_VERIFICATION,
+                                   datapoint=datapoint, priority=config.ev_priority))
+        routed.append(datapoint)
+    HumanTask.objects.bulk_create(tasks)
+    now = timezone.now()
+    for datapoint in routed:
+        datapoint.updated_at = now  # bulk_update does not apply auto_now
+    Datapoint.objects.bulk_update(routed, ["state", "revision", "updated_at"])
+    return proposals
 
 
 def fail_datapoint(datapoint: Datapoint, reason: str) -> None:
