@@ -6,10 +6,21 @@ Every ``images`` entry of the gold file is one (image, noun phrase) pair; its ``
 relative to ``--images`` and its ``text_input`` is the prompt. Each image is encoded once for all of its
 phrases. ``PRED.json`` is a list of ``{image_id, category_id, segmentation (RLE), bbox (xywh px), score}``;
 ``PRED.meta.json`` beside it records what produced it.
+
+``PRED.presence.json`` beside it records SAM 3's presence score of every pair (score = query score x presence),
+so that ``python -m verifiers.compare`` can replace that presence exactly by the EV verifier's::
+
+    {"format": "dataengine.pair-presence.v1", "pred_sha256": sha256 of PRED.json, "min_score": ...,
+     "pairs": [{"image_id", "presence_score", "query_scores": [one per prediction of the pair, PRED.json order]}],
+     "below_min_score": [COCO results + "query_score": instances with query score >= min_score whose
+                         score (x presence) fell below min_score; not in PRED.json]}
+
+The evaluator never reads it; the COCO results file is unchanged by it.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -26,6 +37,12 @@ from model.sam3.predictor import ConceptPredictor
 # The checkpoint the demo proposes with. A trained checkpoint (folder or s3:// URI) replaces it here.
 DEFAULT_CHECKPOINT = "preset:tiny?seed=0"
 SACO_CATEGORY_ID = 1  # SA-Co files have one category, id 1; the evaluator ignores results in any other
+PRESENCE_FORMAT = "dataengine.pair-presence.v1"
+
+
+def presence_path(pred_path: str | Path) -> Path:
+    """``PRED.presence.json`` beside ``PRED.json``."""
+    return Path(pred_path).with_suffix(".presence.json")
 
 
 def resolve_checkpoint(name: str) -> str:
@@ -45,24 +62,48 @@ def predict_gold(predictor: ConceptPredictor, gold: dict, images_dir: str | Path
     The evaluator counts only scores >= 0.5, so the default loses nothing it would see.
     Raises MediaError for an unreadable image, ValueError for an empty phrase.
     """
+    return predict_gold_with_presence(predictor, gold, images_dir, min_score=min_score,
+                                      max_instances=max_instances)[0]
+
+
+def predict_gold_with_presence(predictor: ConceptPredictor, gold: dict, images_dir: str | Path, *,
+                               min_score: float = 0.5, max_instances: int | None = None) -> tuple[list[dict], dict]:
+    """(COCO results as ``predict_gold``, the presence document of ``PRED.presence.json`` less ``pred_sha256``).
+
+    Instances are selected on their query score (>= min_score, at most ``max_instances`` per pair, best first):
+    the presence multiplies every query of a pair alike, so the order is the score order and the results with
+    ``score >= min_score`` are a prefix of each pair's list — exactly what selecting on the score gives. The rest
+    go to ``below_min_score``: with another presence (the EV verifier's) they may pass.
+    """
     pairs_by_file: dict[str, list[dict]] = {}
     for entry in gold["images"]:
         pairs_by_file.setdefault(entry["file_name"], []).append(entry)
     category_id = _category_id(gold)
     results: list[dict] = []
-    for file_name, pairs in pairs_by_file.items():
+    pairs: list[dict] = []
+    below: list[dict] = []
+    for file_name, entries in pairs_by_file.items():
         image = open_image(Path(images_dir) / file_name)
-        # The predictor keeps score > threshold; ask a little lower and apply >= here.
-        proposals = predictor.propose(image, [pair["text_input"] for pair in pairs], score_threshold=min_score - 1e-6,
-                                      max_instances=max_instances)
-        for pair, proposal in zip(pairs, proposals):
+        # The predictor keeps query > threshold; ask a little lower and apply >= here.
+        proposals = predictor.propose(image, [pair["text_input"] for pair in entries], score_threshold=-1.0,
+                                      query_threshold=min_score - 1e-6, max_instances=max_instances)
+        for pair, proposal in zip(entries, proposals):
+            record = {"image_id": pair["id"], "presence_score": proposal.presence_score, "query_scores": []}
+            pairs.append(record)
             for instance in proposal.instances:
-                if instance.score < min_score:
+                if instance.query_score < min_score:
                     continue
                 x0, y0, x1, y1 = instance.box_xyxy
-                results.append({"image_id": pair["id"], "category_id": category_id, "segmentation": instance.rle,
-                                "bbox": [x0, y0, x1 - x0, y1 - y0], "score": instance.score})
-    return results
+                result = {"image_id": pair["id"], "category_id": category_id, "segmentation": instance.rle,
+                          "bbox": [x0, y0, x1 - x0, y1 - y0], "score": instance.score}
+                if instance.score >= min_score:
+                    results.append(result)
+                    record["query_scores"].append(instance.query_score)
+                else:
+                    below.append({**result, "query_score": instance.query_score})
+    document = {"format": PRESENCE_FORMAT, "generator": "model.predict", "min_score": min_score,
+                "max_instances": max_instances, "pairs": pairs, "below_min_score": below}
+    return results, document
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         gold = json.loads(args.gt.read_text())
         loaded = resolve_model(uri, cache_dir=args.cache_dir)
         predictor = ConceptPredictor(loaded, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        results = predict_gold(predictor, gold, args.images, min_score=args.min_score,
-                               max_instances=args.max_instances)
+        results, presence = predict_gold_with_presence(predictor, gold, args.images, min_score=args.min_score,
+                                                       max_instances=args.max_instances)
     except KeyError as exc:
         print(f"error: {args.gt}: a gold entry has no {exc}", file=sys.stderr)
         return 2
@@ -93,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results))
+    text = json.dumps(results)
+    args.out.write_text(text)
+    presence["pred_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    presence_path(args.out).write_text(json.dumps(presence) + "\n")
     meta = {
         "generator": "model.predict",
         "model_version": loaded.version or uri,
@@ -105,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_instances": args.max_instances,
         "n_pairs": len(gold["images"]),
         "n_predictions": len(results),
+        "presence": presence_path(args.out).name,
         "created": datetime.now(timezone.utc).isoformat(),
     }
     args.out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -24,11 +24,16 @@ from model.sam3.tokenizer import MAX_TEXT_TOKENS
 
 @dataclass
 class Instance:
-    """One predicted instance: mask (RLE at the original image size), box in original pixels, score in [0, 1]."""
+    """One predicted instance: mask (RLE at the original image size), box in original pixels, score in [0, 1].
+
+    ``query_score`` is the instance's own sigmoid(query logit), before the phrase's presence multiplies it
+    (score = query_score x presence_score); it is not part of ``to_json``.
+    """
 
     rle: dict
     box_xyxy: list[float]
     score: float
+    query_score: float | None = field(default=None, compare=False)
 
     def to_json(self) -> dict:
         return {"rle": self.rle, "box_xyxy": self.box_xyxy, "score": self.score}
@@ -108,12 +113,13 @@ class ConceptPredictor:
         return encoded, [len(ids) > MAX_TEXT_TOKENS for ids in probe]
 
     def propose(self, image: Image.Image, phrases: list[str], *, score_threshold: float = 0.5,
-                mask_threshold: float = 0.5, max_instances: int | None = None) -> list[PhraseProposal]:
+                mask_threshold: float = 0.5, max_instances: int | None = None,
+                query_threshold: float | None = None) -> list[PhraseProposal]:
         """One PhraseProposal per phrase, in order; instances sorted by score (desc), empty masks dropped.
 
         ``image`` is encoded once (``get_vision_features``); phrases run in batches on the cached
-        features. Keeps instances with score > score_threshold, at most ``max_instances`` per phrase.
-        Raises ValueError for an empty phrase.
+        features. Keeps instances with score > score_threshold (and, with ``query_threshold``, query score >
+        query_threshold), at most ``max_instances`` per phrase. Raises ValueError for an empty phrase.
         """
         texts = check_phrases(phrases)
         if max_instances is not None and max_instances < 0:
@@ -139,19 +145,23 @@ class ConceptPredictor:
                     proposals.append(self._postprocess(
                         phrases[i], outputs, row, size=(height, width), truncated=truncated[i],
                         score_threshold=score_threshold, mask_threshold=mask_threshold,
-                        max_instances=max_instances,
+                        max_instances=max_instances, query_threshold=query_threshold,
                     ))
         return proposals
 
     def _postprocess(self, phrase: str, outputs, row: int, *, size: tuple[int, int], truncated: bool,
-                     score_threshold: float, mask_threshold: float, max_instances: int | None) -> PhraseProposal:
+                     score_threshold: float, mask_threshold: float, max_instances: int | None,
+                     query_threshold: float | None = None) -> PhraseProposal:
         """Row ``row`` of the batch -> PhraseProposal. pred_logits [B,Q], presence_logits [B,1],
         pred_boxes [B,Q,4] normalised xyxy, pred_masks [B,Q,h,w] logits; ``size`` is (H, W) original."""
         height, width = size
         presence = outputs.presence_logits[row].float().sigmoid()  # [1]
-        scores = outputs.pred_logits[row].float().sigmoid() * presence  # [Q]
+        queries = outputs.pred_logits[row].float().sigmoid()  # [Q]
+        scores = queries * presence  # [Q]
         order = torch.argsort(scores, descending=True)
         order = order[scores[order] > score_threshold]
+        if query_threshold is not None:
+            order = order[queries[order] > query_threshold]
         scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=scores.device)
         instances: list[Instance] = []
         for q in order.tolist():
@@ -166,6 +176,6 @@ class ConceptPredictor:
             box[0::2] = box[0::2].clamp(0, width)
             box[1::2] = box[1::2].clamp(0, height)
             instances.append(Instance(rle=rle_utils.encode(mask), box_xyxy=[float(v) for v in box],
-                                      score=float(scores[q])))
+                                      score=float(scores[q]), query_score=float(queries[q])))
         return PhraseProposal(phrase=phrase, presence_score=float(presence[0]), instances=instances,
                               truncated=truncated)

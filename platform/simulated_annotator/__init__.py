@@ -4,6 +4,7 @@ A plain client of the platform's public HTTP API that answers human tasks from t
 truth, with seeded mistakes and a calibrated time model. A test instrument: never human data.
 """
 from simulated_annotator.annotator import (
+    ALL_TASK_KINDS,
     SIMULATED_LABEL,
     TASK_KINDS,
     ApiError,
@@ -18,7 +19,8 @@ from simulated_annotator.report import DatapointSeconds, EscapedErrors, escaped_
 from simulated_annotator.time_model import TimeModel
 
 __all__ = [
-    "SIMULATED_LABEL", "TASK_KINDS", "AnnotatorConfig", "ApiError", "DatapointSeconds", "EscapedErrors",
+    "ALL_TASK_KINDS", "SIMULATED_LABEL", "TASK_KINDS", "AnnotatorConfig", "ApiError", "DatapointSeconds",
+    "EscapedErrors",
     "GroundTruth", "GroundTruthPair", "SessionStats", "SimulatedAnnotator", "TaskRecord", "TimeModel",
     "escaped_errors", "run_team", "seconds_per_datapoint",
 ]

@@ -12,6 +12,8 @@ API used (exactly what a browser uses; ``Authorization: Token <key>``):
 * ``POST /api/tasks/{id}/mask-verification`` ``{lease_token, decision, seconds}``
 * ``POST /api/tasks/{id}/exhaustivity-verification`` ``{lease_token, decision, seconds}``
 * ``POST /api/tasks/{id}/correction`` ``{lease_token, datapoint_revision, outcome, masks, reason, seconds}``
+* ``POST /api/tasks/{id}/review`` ``{lease_token, decision, seconds}`` (Phase 2+ audits; only when ``review`` is
+  among the kinds it polls, e.g. ``ALL_TASK_KINDS``)
 
 A 409 (lease lost, stale token or revision, task already done) or 403 (someone else's task) on a submission
 is logged and counted as a conflict; any other error status raises ApiError.
@@ -37,11 +39,13 @@ log = logging.getLogger("simulated_annotator")
 MASK_VERIFICATION = "mask_verification"
 EXHAUSTIVITY_VERIFICATION = "exhaustivity_verification"
 CORRECTION = "correction"
+REVIEW = "review"
 TASK_KINDS = (MASK_VERIFICATION, EXHAUSTIVITY_VERIFICATION, CORRECTION)
+ALL_TASK_KINDS = TASK_KINDS + (REVIEW,)  # with Phase 2+ reviews of AI-accepted datapoints
 SIMULATED_LABEL = "SIMULATED annotator (test instrument; not human data)"
 
 _SUBMIT_PATH = {MASK_VERIFICATION: "mask-verification", EXHAUSTIVITY_VERIFICATION: "exhaustivity-verification",
-                CORRECTION: "correction"}
+                CORRECTION: "correction", REVIEW: "review"}
 _TOLERATED = (403, 409)
 # A task that conflicts this often in a row is a bug in the platform or here, not a race.
 _MAX_CONFLICTS_PER_TASK = 3
@@ -118,7 +122,7 @@ class SessionStats:
 
     def summary(self) -> str:
         kinds = ", ".join(f"{k} {self.tasks[k]} ({self.seconds[k]:,.0f} s, {self.mistakes[k]} mistakes)"
-                          for k in TASK_KINDS if self.tasks[k])
+                          for k in ALL_TASK_KINDS if self.tasks[k])
         return (f"{SIMULATED_LABEL} '{self.annotator}': {self.total_tasks} tasks [{kinds or 'none'}], "
                 f"{self.total_seconds:,.0f} simulated seconds, {self.conflicts} conflicts, "
                 f"{self.unknown_pairs} pairs not in the ground truth")
@@ -209,6 +213,10 @@ class SimulatedAnnotator:
             answer = decisions.answer_correction(task, self.ground_truth, self.config)
             body = answer.payload(task)
             decision = answer.outcome
+        elif kind == REVIEW:
+            answer = decisions.answer_review(task, self.ground_truth, self.config)
+            body = {"lease_token": task["lease_token"], "decision": answer.decision, "seconds": answer.seconds}
+            decision = answer.decision
         else:
             raise ValueError(f"the simulated annotator does not do {kind!r} tasks")
         if not self._submit(task, body):

@@ -10,11 +10,14 @@ Task dicts have the API's shape (see annotator.py). Correct answers:
   replace it by the true mask at ``cover_iou`` <= IoU < ``accept_iou``, add uncovered instances, drop the
   rest (one-to-one greedy matching by IoU).
 
+* Review (Phase 2+ audit of an AI-accepted datapoint): ``confirm`` iff MV would accept every accepted mask
+  and EV would accept the set (the two rules above), else ``reject``.
+
 Then mistakes, drawn from (seed, question content) so they do not depend on who leases what or when: MV and
-EV flip accept <-> reject; correction misses an instance it should have added. A pair the ground truth does
-not know is answered as an unsure human would: MV ``reject``, EV ``ungroundable``, correction
-``reject_phrase``. The simulated world has no text, sensitive or whole-image phrases, so ``accept_as_text``,
-``flag_label`` and ``whole_image`` are never answered.
+EV flip accept <-> reject (a review errs like an EV: confirm <-> reject at ``error_rate_ev``); correction
+misses an instance it should have added. A pair the ground truth does not know is answered as an unsure human
+would: MV ``reject``, EV ``ungroundable``, correction ``reject_phrase``. The simulated world has no text,
+sensitive or whole-image phrases, so ``accept_as_text``, ``flag_label`` and ``whole_image`` are never answered.
 """
 from __future__ import annotations
 
@@ -143,6 +146,46 @@ def answer_exhaustivity(task: dict, ground_truth: GroundTruth, config: Annotator
     if draws.uniform(config.seed, "ev-mistake", *key) < config.error_rate_ev:
         decision = "reject" if correct == "accept" else "accept"
     return EVAnswer(decision, correct, len(uncovered), config.time_model.exhaustivity_verification(key))
+
+
+@dataclass(frozen=True)
+class ReviewAnswer:
+    decision: str
+    correct: str
+    wrong_masks: int
+    uncovered: int
+    seconds: float
+    unknown_pair: bool = False
+
+    @property
+    def mistake(self) -> bool:
+        return self.decision != self.correct
+
+
+def review_verdict(masks: list[dict], pair: GroundTruthPair, config: AnnotatorConfig) -> tuple[str, int, int]:
+    """The error-free review of accepted ``masks`` (RLEs): (decision, wrong masks, uncovered instances)."""
+    if masks and pair.instances:
+        ious = _ious(masks, pair)
+        wrong = int((ious.max(axis=1) < config.accept_iou).sum())
+        uncovered = int((ious.max(axis=0) < config.cover_iou).sum())
+    else:
+        wrong, uncovered = len(masks), len(pair.instances)
+    return ("confirm" if wrong == 0 and uncovered == 0 else "reject"), wrong, uncovered
+
+
+def answer_review(task: dict, ground_truth: GroundTruth, config: AnnotatorConfig) -> ReviewAnswer:
+    """Confirm or reject an AI-accepted datapoint (``task["masks"]``: its accepted masks)."""
+    accepted = [m["rle"] for m in task["masks"]]
+    pair = _pair(task, ground_truth)
+    if pair is None:
+        return ReviewAnswer("reject", "reject", 0, 0, config.time_model.review(masks=len(accepted)),
+                            unknown_pair=True)
+    key = _item_key(pair) + ("review",) + tuple(sorted(_mask_key(m) for m in accepted))
+    correct, wrong, uncovered = review_verdict(accepted, pair, config)
+    decision = correct
+    if draws.uniform(config.seed, "review-mistake", *key) < config.error_rate_ev:
+        decision = "reject" if correct == "confirm" else "confirm"
+    return ReviewAnswer(decision, correct, wrong, uncovered, config.time_model.review(masks=len(accepted), key=key))
 
 
 def _greedy_matches(ious: np.ndarray, threshold: float) -> list[tuple[int, int]]:

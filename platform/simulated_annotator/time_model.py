@@ -94,6 +94,11 @@ class TimeModel:
                 + edited * self.correction_per_edited + deleted * self.correction_per_deleted)
         return base * self._jitter("correction", key)
 
+    def review(self, *, masks: int, key: tuple = ()) -> float:
+        """Seconds to review an AI-accepted datapoint (Phase 2+ audit): no constant of its own; it is the
+        same look as an EV of the datapoint plus an MV of each accepted mask."""
+        return (self.ev_per_datapoint + masks * self.mv_per_mask) * self._jitter("review", key)
+
     def phrase_rejection(self, key: tuple = ()) -> float:
         """Seconds to reject a phrase as vague, ungroundable or unsure."""
         return self.reject_phrase * self._jitter("reject", key)

@@ -4,9 +4,9 @@ Arguments are passed to each benchmark (e.g. `--quick`).
 """
 import sys
 
-from tests.bench import bench_lease, bench_model, bench_ontology
+from tests.bench import bench_lease, bench_model, bench_ontology, bench_routing, bench_verifier
 
-BENCHMARKS = [bench_lease, bench_model, bench_ontology]
+BENCHMARKS = [bench_lease, bench_model, bench_ontology, bench_verifier, bench_routing]
 
 
 def main(argv: list[str] | None = None) -> int:

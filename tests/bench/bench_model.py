@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tests.bench.harness import BenchDatabase, cpu_calibration_ms, django_env, percentile
+from tests.bench.harness import BenchDatabase, cpu_calibration_ms, percentile, setup_django_in_process
 from tests.bench.report import git_sha, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,20 +233,6 @@ def full_sam3_flops() -> dict:
 # ----------------------------------------------------------------------------------------------
 # 2 and 3: the platform (Django on a fresh PostgreSQL database, eager tasks)
 # ----------------------------------------------------------------------------------------------
-
-
-def setup_django(database_url: str, data_dir: str) -> None:
-    env = {**django_env(database_url, data_dir), "ALLOWED_HOSTS": "127.0.0.1,testserver"}
-    for key in ("DJANGO_SETTINGS_MODULE", "CELERY_BROKER_URL", "REDIS_URL", "CELERY_RESULT_BACKEND", "S3_BUCKET"):
-        os.environ.pop(key, None)
-    os.environ.update(env)
-    if str(ROOT / "platform") not in sys.path:
-        sys.path.append(str(ROOT / "platform"))  # appended: the stdlib `platform` must win
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
 
 
 def png(image: Image.Image) -> bytes:
@@ -446,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with BenchDatabase(f"dataengine_bench_model_{os.getpid()}") as db, \
             tempfile.TemporaryDirectory(prefix="bench-model-") as data_dir:
-        setup_django(db.url, data_dir)
+        setup_django_in_process(db.url, data_dir)
         quarter_folder = save_checkpoint(quarter.model, quarter.processor, Path(data_dir) / "sam3-quarter",
                                          manifest={"model_version": "sam3-quarter"})
         rows, engine_tiny = bench_engine("tiny", "preset:tiny?seed=0", tiny, 4 if quick else 12, 4, first_index=10)

@@ -17,7 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
+try:
+    import psycopg
+except ImportError:  # a GPU box without the database client: the model-only benchmarks still run
+    psycopg = None
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -67,6 +70,23 @@ def django_env(database_url: str, data_dir: str, **extra: str) -> dict[str, str]
                DEBUG="0", SECRET_KEY="bench-" + secrets.token_hex(24), ALLOWED_HOSTS="127.0.0.1",
                LOG_LEVEL="WARNING", HF_HUB_OFFLINE="1", **extra)
     return env
+
+
+def setup_django_in_process(database_url: str, data_dir: str) -> None:
+    """Configure Django in this process (production-shaped settings, eager Celery, local storage under
+    ``data_dir``, the test client's host allowed) and migrate."""
+    env = {**django_env(database_url, data_dir), "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver"}
+    for key in ("DJANGO_SETTINGS_MODULE", "CELERY_BROKER_URL", "REDIS_URL", "CELERY_RESULT_BACKEND", "S3_BUCKET",
+                "MODEL_CACHE_DIR"):
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    if str(ROOT / "platform") not in sys.path:
+        sys.path.append(str(ROOT / "platform"))  # appended: the stdlib `platform` must win
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
 
 
 def app_root() -> Path:

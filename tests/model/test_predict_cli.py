@@ -54,6 +54,18 @@ def test_records_what_produced_the_predictions(predictions):
     assert meta["n_predictions"] == len(json.loads(predictions.read_text())) and len(meta["gt_sha256"]) == 64
 
 
+def test_records_sam3s_presence_of_every_pair_beside_the_results(world, predictions):
+    _, gold = world
+    document = json.loads(predictions.with_suffix(".presence.json").read_text())
+    results = json.loads(predictions.read_text())
+    assert document["format"] == "dataengine.pair-presence.v1" and document["min_score"] == 0
+    assert [r["image_id"] for r in document["pairs"]] == [entry["id"] for entry in gold["images"]]
+    for record in document["pairs"]:
+        scores = [r["score"] for r in results if r["image_id"] == record["image_id"]]
+        assert scores == pytest.approx([q * record["presence_score"] for q in record["query_scores"]], abs=1e-6)
+    assert document["below_min_score"] == []  # min score 0: nothing falls below
+
+
 def test_the_evaluator_scores_the_output(world, predictions):
     out, gold = world
     result = evaluate(out / "gold.json", predictions)

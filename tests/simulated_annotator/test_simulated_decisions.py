@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 
 from simulated_annotator import SimulatedAnnotator
-from simulated_annotator.decisions import answer_correction, answer_exhaustivity, answer_mask_verification
+from simulated_annotator.config import AnnotatorConfig
+from simulated_annotator.decisions import answer_correction, answer_exhaustivity, answer_mask_verification, \
+    answer_review
 from tests.simulated_annotator.worlds import CROWD, RED_A, RED_B, box, task
 
 
@@ -166,6 +168,28 @@ def test_a_mask_of_the_wrong_size_is_refused(world, exact):
     with pytest.raises(ValueError, match="does not match the ground-truth image size"):
         answer_mask_verification(task("mask_verification", _pair(world, 1), mask=box(0, 0, 5, 5, size=50)),
                                  world, exact)
+
+
+# ---------------------------------------------------------------- review of AI-accepted datapoints (Phase 2+)
+
+
+def test_review_confirms_only_correct_and_exhaustive_results(world, exact):
+    p = _pair(world, 1)
+    assert answer_review(task("review", p, masks=[RED_A, RED_B]), world, exact).decision == "confirm"
+    missing = answer_review(task("review", p, masks=[RED_A]), world, exact)
+    assert (missing.decision, missing.uncovered, missing.wrong_masks) == ("reject", 1, 0)
+    sloppy = answer_review(task("review", p, masks=[RED_A, box(20, 20, 30, 27)]), world, exact)  # IoU 0.7
+    assert (sloppy.decision, sloppy.wrong_masks) == ("reject", 1)
+    assert answer_review(task("review", _pair(world, 2)), world, exact).decision == "confirm"  # a true negative
+    assert answer_review(task("review", _pair(world, 2), masks=[RED_A]), world, exact).decision == "reject"
+
+
+def test_review_costs_an_ev_plus_an_mv_per_mask_and_errs_like_ev(world, exact):
+    answer = answer_review(task("review", _pair(world, 1), masks=[RED_A, RED_B]), world, exact)
+    assert answer.seconds == exact.time_model.ev_per_datapoint + 2 * exact.time_model.mv_per_mask
+    always_wrong = AnnotatorConfig(error_rate_mv=0.0, error_rate_ev=1.0, error_rate_correction=0.0)
+    flipped = answer_review(task("review", _pair(world, 1), masks=[RED_A, RED_B]), world, always_wrong)
+    assert (flipped.decision, flipped.correct, flipped.mistake) == ("reject", "confirm", True)
 
 
 # ---------------------------------------------------------------- the annotator's public methods

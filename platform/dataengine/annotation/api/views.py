@@ -18,10 +18,15 @@ from dataengine.annotation.api.serializers import (
     TaskSerializer,
     VerifierPrecisionSerializer,
 )
-from dataengine.annotation.models import HumanTask
+from dataengine.annotation.models import HumanTask, TaskKind
 from dataengine.errors import NotAllowed, NotFound
 
 TASK_RELATED = ("datapoint__concept", "datapoint__media", "mask")
+REVIEWERS = LEADS | {"reviewer"}  # who audits AI-accepted datapoints (annotators do not)
+
+
+def _roles_for(kind: str) -> frozenset:
+    return REVIEWERS if kind == TaskKind.REVIEW else WORKERS
 
 
 def _task_response(task_id: int) -> Response:
@@ -43,10 +48,11 @@ class NextTask(APIView):
         serializer = NextTaskSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         kind = serializer.validated_data["kind"]
+        roles = _roles_for(kind)
         if connection.vendor == "postgresql":  # the hot path: lease and detail in one statement
-            data = queries.lease_next_task_json(access_project_id(request.user, pk, WORKERS), request.user.pk, kind)
+            data = queries.lease_next_task_json(access_project_id(request.user, pk, roles), request.user.pk, kind)
             return Response(data) if data is not None else Response(status=status.HTTP_204_NO_CONTENT)
-        project = access_project(request.user, pk, WORKERS)
+        project = access_project(request.user, pk, roles)
         task = services.lease_next_task(project, request.user, kind)
         if task is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -124,10 +130,15 @@ class SubmitCorrection(APIView):
 
 
 class SubmitReview(APIView):
-    """Confirm an AI-accepted datapoint, or reject it (it goes back to correction and counts against the AI)."""
+    """Confirm an AI-accepted datapoint, or reject it (it goes back to correction and counts against the AI).
+    Reviewers and data leads only."""
 
     @extend_schema(request=ReviewSerializer, responses=SubmissionResultSerializer)
     def post(self, request, pk: int):
+        project_id = HumanTask.objects.filter(pk=pk).values_list("project_id", flat=True).first()
+        if project_id is None:
+            raise NotFound(f"task {pk} not found")
+        access_project(request.user, project_id, REVIEWERS)
         data = _submission(ReviewSerializer, request)
         return _outcome_response(verifying.submit_review(
             pk, user=request.user, lease_token=data["lease_token"], decision=data["decision"],
