@@ -129,17 +129,66 @@ def _class_loss(logits: torch.Tensor, target: torch.Tensor, quality: torch.Tenso
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
 
 
+def giou_diag(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Generalised IoU of matching rows of two [N,4] xyxy box sets (torchvision's formula, row by row)."""
+    lt, rb = torch.maximum(a[:, :2], b[:, :2]), torch.minimum(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = lambda x: (x[:, 2:] - x[:, :2]).prod(-1)  # noqa: E731
+    union = area(a) + area(b) - inter
+    hull = (torch.maximum(a[:, 2:], b[:, 2:]) - torch.minimum(a[:, :2], b[:, :2])).clamp(min=0).prod(-1)
+    return inter / union - (hull - union) / hull
+
+
+def batched_giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[P,Q,4] x [P,N,4] xyxy -> [P,Q,N] generalised IoU (torchvision's generalized_box_iou per pair)."""
+    a, b = a[:, :, None], b[:, None]
+    lt, rb = torch.maximum(a[..., :2], b[..., :2]), torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = lambda x: (x[..., 2:] - x[..., :2]).prod(-1)  # noqa: E731
+    union = area(a) + area(b) - inter
+    hull = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
+    return inter / union - (hull - union) / hull
+
+
+@torch.no_grad()
+def batched_match(logits: torch.Tensor, boxes: torch.Tensor, target_boxes: torch.Tensor, counts: list[int],
+                  config: LossConfig, masks: torch.Tensor | None = None, target_masks: torch.Tensor | None = None
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``hungarian_match`` for P pairs at once: logits [P,Q], boxes [P,Q,4], target_boxes [P,N,4] padded (pair p
+    has ``counts[p]`` real targets), optional masks [P,Q,hw] logits / target_masks [P,N,hw]. The costs are built
+    in a few batched ops and copied to the CPU once (a GPU step is otherwise bound by thousands of tiny kernels)."""
+    p = logits.float().sigmoid()[:, :, None]
+    a, g = config.focal_alpha, config.focal_gamma
+    pos = a * (1 - p) ** g * -(p + 1e-8).log()
+    neg = (1 - a) * p**g * -(1 - p + 1e-8).log()
+    cost = config.cost_class * (pos - neg)
+    cost = cost + config.cost_l1 * torch.cdist(boxes.float(), target_boxes.float(), p=1)
+    cost = cost - config.cost_giou * batched_giou(boxes.float(), target_boxes.float())
+    if masks is not None and target_masks is not None and config.cost_dice:
+        probabilities, t = masks.float().sigmoid(), target_masks.float()
+        numerator = 2 * probabilities @ t.transpose(1, 2)
+        denominator = probabilities.sum(-1)[:, :, None] + t.sum(-1)[:, None, :]
+        cost = cost + config.cost_dice * (1 - (numerator + 1) / (denominator + 1))
+    cost = cost.cpu().numpy()
+    return [linear_sum_assignment(cost[i, :, :n]) for i, n in enumerate(counts)]
+
+
 def pcs_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: LossConfig) -> dict[str, torch.Tensor]:
     """All loss terms for a batch; ``total`` is their weighted sum.
 
     ``outputs`` as returned by ``forward_pcs``: logits [L,B,Q], boxes [L,B,Q,4], presence [L,B,1],
     masks [B,Q,h,w], semantic [B,1,h,w] or None. Terms: ``class``, ``box_l1``, ``box_giou``, ``mask_focal``,
     ``mask_dice``, ``presence``, ``semantic``, ``aux`` (unweighted), ``total`` (weighted).
+    Per positive pair and layer: one Hungarian matching (mask dice in the cost on the last layer only), the
+    class loss averaged over queries, box and mask terms summed over matches; classes are normalised by the
+    number of positive pairs, boxes and masks by the number of target instances. All pairs are computed
+    together (padded targets, gathered matches), not pair by pair.
     """
     logits, boxes, presence, masks = outputs["logits"], outputs["boxes"], outputs["presence"], outputs["masks"]
     n_layers, batch, n_queries = logits.shape
+    device = logits.device
     zero = logits.sum() * 0.0
-    positive = targets.positive.to(logits.device)
+    positive = targets.positive.to(device)
     n_targets = max(1, sum(len(b) for b in targets.boxes))
     n_positive = max(1, int(positive.sum()))
 
@@ -149,49 +198,52 @@ def pcs_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: LossCon
     aux = zero
     if n_layers > 1:
         aux = aux + F.binary_cross_entropy_with_logits(presence[:-1], presence_target.expand_as(presence[:-1]))
-
     terms = {k: zero for k in ("class", "box_l1", "box_giou", "mask_focal", "mask_dice", "semantic")}
-    layer_class = [zero] * n_layers
-    layer_box = [zero] * n_layers
-    for b in torch.nonzero(positive).flatten().tolist():
-        t_boxes = targets.boxes[b].to(boxes)
-        t_masks = targets.masks[b].to(masks)
+
+    pairs = torch.nonzero(positive).flatten().tolist()
+    if pairs:
+        counts = [len(targets.boxes[b]) for b in pairs]
+        n_max, hw = max(counts), masks.shape[-2] * masks.shape[-1]
+        t_boxes = torch.zeros(len(pairs), n_max, 4, device=device, dtype=boxes.dtype)
+        t_masks = torch.zeros(len(pairs), n_max, hw, device=device, dtype=masks.dtype)
+        for i, b in enumerate(pairs):
+            t_boxes[i, :counts[i]] = targets.boxes[b].to(device=device, dtype=boxes.dtype)
+            t_masks[i, :counts[i]] = targets.masks[b].to(device=device, dtype=masks.dtype).flatten(1)
+        pair_index = torch.as_tensor(pairs, dtype=torch.long, device=device)
+        pair_masks = masks[pair_index].flatten(2)  # [P,Q,hw]
+        positive_rows = positive.float()
         for layer in range(n_layers):
             last = layer == n_layers - 1
-            q_idx, t_idx = hungarian_match(logits[layer, b], boxes[layer, b], t_boxes, config,
-                                           masks[b] if last else None, t_masks if last else None)
-            q_idx = torch.as_tensor(q_idx, dtype=torch.long, device=logits.device)
-            t_idx = torch.as_tensor(t_idx, dtype=torch.long, device=logits.device)
-            matched_boxes = boxes[layer, b, q_idx]
-            matched_targets = t_boxes[t_idx]
-            class_target = torch.zeros(n_queries, device=logits.device)
-            class_target[q_idx] = 1.0
-            quality = torch.zeros(n_queries, device=logits.device)
-            quality[q_idx] = box_iou_diag(matched_boxes.detach(), matched_targets)
-            cls = _class_loss(logits[layer, b], class_target, quality, config).mean()
-            l1 = F.l1_loss(matched_boxes, matched_targets, reduction="none").sum()
-            giou = (1 - torch.diag(generalized_box_iou(matched_boxes, matched_targets))).sum()
-            layer_class[layer] = layer_class[layer] + cls / n_positive
-            layer_box[layer] = layer_box[layer] + config.w_box_l1 * l1 / n_targets + \
-                config.w_box_giou * giou / n_targets
-            if last:
-                terms["class"] = terms["class"] + cls / n_positive
-                terms["box_l1"] = terms["box_l1"] + l1 / n_targets
-                terms["box_giou"] = terms["box_giou"] + giou / n_targets
-                pred = masks[b, q_idx].flatten(1)
-                gt = t_masks[t_idx].flatten(1)
-                focal = sigmoid_focal(pred, gt, config.focal_alpha, config.focal_gamma).mean(-1).sum()
-                terms["mask_focal"] = terms["mask_focal"] + focal / n_targets
-                terms["mask_dice"] = terms["mask_dice"] + dice_loss(pred.sigmoid(), gt).sum() / n_targets
+            layer_logits, layer_boxes = logits[layer, pair_index], boxes[layer, pair_index]
+            matches = batched_match(layer_logits, layer_boxes, t_boxes, counts, config,
+                                    pair_masks if last else None, t_masks if last else None)
+            rows = np.concatenate([np.full(len(q), i) for i, (q, _) in enumerate(matches)])
+            rows = torch.as_tensor(rows, dtype=torch.long, device=device)
+            q_idx = torch.as_tensor(np.concatenate([q for q, _ in matches]), dtype=torch.long, device=device)
+            t_idx = torch.as_tensor(np.concatenate([t for _, t in matches]), dtype=torch.long, device=device)
+            matched_boxes, matched_targets = layer_boxes[rows, q_idx], t_boxes[rows, t_idx]
+            class_target = torch.zeros(batch, n_queries, device=device)
+            class_target[pair_index[rows], q_idx] = 1.0
+            quality = torch.zeros(batch, n_queries, device=device)
+            quality[pair_index[rows], q_idx] = box_iou_diag(matched_boxes.detach(), matched_targets)
+            per_pair = _class_loss(logits[layer], class_target, quality, config).mean(-1)
+            cls = (per_pair * positive_rows).sum() / n_positive
+            l1 = F.l1_loss(matched_boxes, matched_targets, reduction="none").sum() / n_targets
+            giou = (1 - giou_diag(matched_boxes, matched_targets)).sum() / n_targets
+            if not last:
+                aux = aux + config.w_class * cls + config.w_box_l1 * l1 + config.w_box_giou * giou
+                continue
+            terms["class"], terms["box_l1"], terms["box_giou"] = cls, l1, giou
+            pred, gt = pair_masks[rows, q_idx], t_masks[rows, t_idx]
+            terms["mask_focal"] = sigmoid_focal(pred, gt, config.focal_alpha, config.focal_gamma).mean(-1).sum() \
+                / n_targets
+            terms["mask_dice"] = dice_loss(pred.sigmoid(), gt).sum() / n_targets
         semantic = outputs.get("semantic")
         if semantic is not None and config.w_semantic:
-            union = t_masks.max(0).values.flatten()[None]
-            pred = semantic[b, 0].flatten()[None]
-            terms["semantic"] = terms["semantic"] + (
-                F.binary_cross_entropy_with_logits(pred, union) + dice_loss(pred.sigmoid(), union).sum()
-            ) / n_positive
-    for layer in range(n_layers - 1):
-        aux = aux + config.w_class * layer_class[layer] + layer_box[layer]
+            union = t_masks.max(1).values  # [P,hw]; padding rows are zeros
+            pred = semantic[pair_index, 0].flatten(1)
+            bce = F.binary_cross_entropy_with_logits(pred, union, reduction="none").mean(-1)
+            terms["semantic"] = (bce + dice_loss(pred.sigmoid(), union)).sum() / n_positive
     terms["presence"] = presence_loss
     terms["aux"] = aux
     total = (config.w_class * terms["class"] + config.w_box_l1 * terms["box_l1"]

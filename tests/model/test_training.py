@@ -10,7 +10,7 @@ from model.sam3.build import MANIFEST_NAME, load_checkpoint
 from model.synthetic import generate_world
 from model.training.data import Curriculum, SyntheticScenes, collate
 from model.training.lora import LoraSettings, apply_lora, load_adapter, save_adapter
-from model.training.loss import LossConfig, Targets, hungarian_match, pcs_loss
+from model.training.loss import LossConfig, Targets, batched_match, hungarian_match, pcs_loss
 from model.training.modeling import ArchConfig, build_from_scratch, forward_pcs
 from workers.train import TASK_NAME, finetune_for
 
@@ -73,6 +73,30 @@ def test_hungarian_matching_picks_the_queries_that_fit():
     boxes[6] = targets[0] + 0.01
     rows, cols = hungarian_match(torch.zeros(8), boxes, targets, config)
     assert dict(zip(rows.tolist(), cols.tolist())) == {3: 1, 6: 0}
+
+
+def test_batched_matching_equals_matching_each_pair_alone():
+    generator = torch.Generator().manual_seed(0)
+    config, counts, n_queries, size = LossConfig(), [1, 4, 2], 8, 6
+
+    def random_boxes(*shape):
+        corners = torch.rand(*shape, 2, 2, generator=generator).sort(dim=-2).values
+        return corners.transpose(-1, -2).reshape(*shape, 4)[..., [0, 2, 1, 3]]
+
+    logits = torch.randn(len(counts), n_queries, generator=generator)
+    boxes = random_boxes(len(counts), n_queries)
+    masks = torch.randn(len(counts), n_queries, size * size, generator=generator)
+    target_boxes = torch.zeros(len(counts), max(counts), 4)
+    target_masks = torch.zeros(len(counts), max(counts), size * size)
+    for i, n in enumerate(counts):
+        target_boxes[i, :n] = random_boxes(n)
+        target_masks[i, :n] = (torch.rand(n, size * size, generator=generator) > 0.5).float()
+    batched = batched_match(logits, boxes, target_boxes, counts, config, masks, target_masks)
+    for i, n in enumerate(counts):
+        rows, cols = hungarian_match(logits[i], boxes[i], target_boxes[i, :n], config,
+                                     masks[i].reshape(n_queries, size, size),
+                                     target_masks[i, :n].reshape(n, size, size))
+        assert batched[i][0].tolist() == rows.tolist() and batched[i][1].tolist() == cols.tolist()
 
 
 @pytest.fixture(scope="module")
