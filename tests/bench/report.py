@@ -25,7 +25,10 @@ def results_dir() -> Path:
 
 
 def git_sha() -> str:
-    """The checkout's commit, with ``+dirty`` when the working tree has changes."""
+    """The checkout's commit, with ``+dirty`` when the working tree has changes (DATAENGINE_CODE_VERSION where the
+    tree has no git folder, as on a GPU machine)."""
+    if os.environ.get("DATAENGINE_CODE_VERSION"):
+        return os.environ["DATAENGINE_CODE_VERSION"]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.strip()
