@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-fast bench schema serve worker clean-data tiny-model verifier-tiny
+.PHONY: venv demo test test-fast bench schema serve worker clean-data tiny-model tiny-tracker verifier-tiny
 
 venv: $(VENV)/.installed
 	@bash scripts/install-wordnet.sh
@@ -40,11 +40,17 @@ tiny-model: venv
 	nice -n 10 $(PY) -m model.training --preset tiny-shapes --out checkpoints/sam3-tiny \
 		--work-dir data/sam3-tiny-train --no-progress $(if $(MINUTES),--max-minutes $(MINUTES),)
 
+# Train the click-to-segment tracker on the synthetic world -> checkpoints/sam3-tracker-tiny (the default tracker).
+tiny-tracker: venv
+	nice -n 10 $(PY) -m model.training.tracker --out checkpoints/sam3-tracker-tiny --steps 100000 \
+		--max-minutes $(or $(MINUTES),35) --eval-every 400 --eval-scenes 20 --log-every 100
+
 # Train the tiny MV/EV verifier on simulated-annotator answers over the synthetic world -> checkpoints/verifier-tiny.
 verifier-tiny: venv
-	PYTHONPATH=platform:. nice -n 10 $(PY) -m verifiers.train --synthetic --out checkpoints/verifier-tiny \
-		--name verifier-tiny --base-minutes 85 --adapter-minutes 3 --eval-every 200 --heldout-per-task 600 \
-		--batch-size 32 --lr 1e-3 --lr-final 5e-5 --shuffle-prob 0.5 --threads 1
+	PYTHONPATH=platform:. nice -n 5 $(PY) -m verifiers.train --synthetic --out checkpoints/verifier-tiny \
+		--name verifier-tiny --base-minutes 33 --adapter-minutes 1.5 --eval-every 400 --heldout-per-task 4000 \
+		--calibration-fraction 0.75 --batch-size 64 --lr 1e-3 --lr-final 1e-4 --shuffle-prob 0 --mv-fraction 0.6 \
+		--mv-accept-fraction 0.5 --cross-attn-gate 1.0 --threads 1
 
 schema: venv
 	# Generated against PostgreSQL (integer bounds in the schema follow the database), as the drift test does.

@@ -6,8 +6,8 @@ encoder for points/boxes and a small two-way mask decoder. The image embedding i
 first click on an image pays for the encoder, every later click only for the prompt encoder and decoder.
 
 - ``preset:tiny-tracker[?seed=N]`` is a ~0.5 M-parameter tracker with the tiny Sam3Model's vision tower
-  shape (width 64, 224 px, patch 14). Its weights are random: the masks are shaped like real ones but mean
-  nothing until a tracker checkpoint is trained (none is yet).
+  shape (width 64, 224 px, patch 14) and random weights (tests). ``checkpoints/sam3-tracker-tiny`` is that
+  architecture trained on the synthetic world by ``python -m model.training.tracker`` (``make tiny-tracker``).
 - A tracker checkpoint is a folder like a Sam3Model one (model/sam3/build.py: safetensors, processor,
   ``manifest.json`` with every file's sha256) whose manifest says ``"model_class": "Sam3TrackerModel"``;
   loading is strict (missing or unexpected weights are a CheckpointError). s3:// checkpoints are fetched
@@ -108,8 +108,10 @@ def save_tracker_checkpoint(model: Sam3TrackerModel, processor: Sam3TrackerProce
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    full = write_manifest(folder, {"model_version": f"tracker-{folder.name}", **manifest})
+    full = write_manifest(folder, manifest)
     full["model_class"] = TRACKER_CLASS
+    if "model_version" not in manifest:  # content-addressed by the weights, like SAM 3 checkpoints
+        full["model_version"] = f"tracker-{full['files']['model.safetensors'][:16]}"
     full["config_hash"] = config_hash(model.config)
     (folder / MANIFEST_NAME).write_text(json.dumps(full, indent=2, sort_keys=True))  # not itself hashed
     return folder
