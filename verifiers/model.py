@@ -154,6 +154,27 @@ def build_tiny_base(seed: int = 0) -> tuple[MllamaForConditionalGeneration, Mlla
     return model.eval(), processor
 
 
+def open_cross_attention_gates(model, value: float) -> int:
+    """Set every cross-attention gate (attention and MLP) of a Mllama text model to ``value``; returns how many.
+
+    Mllama initialises these gates to 0, so tanh(gate) = 0 and the text model starts blind to the image. A
+    pretrained model has learned them; trained from scratch they stay near 0 (the gradient of a gate is the
+    product of random image features and the answer's error, mostly noise), and a tiny verifier learns only the
+    text prior: MV collapsed to "reject" for 2,930 steps with gates at ~1e-3 and image effect on the logits ~1e-4.
+    An open gate (value 1.0: tanh = 0.76) lets the image in from the first step. 0 leaves the model as it is.
+    """
+    if not value:
+        return 0
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    n = 0
+    with torch.no_grad():
+        for name, param in core.named_parameters():
+            if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate")):
+                param.fill_(value)
+                n += 1
+    return n
+
+
 @contextmanager
 def _quiet_peft():
     # peft 0.21 reads transformers' deprecated ``is_gradient_checkpointing``: not our call to fix.

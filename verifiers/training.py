@@ -71,6 +71,9 @@ class TrainConfig:
     lora_alpha: int = 16
     shuffle_prob: float = 1.0  # share of questions whose options are shown in a random order
     mv_fraction: float = 0.5  # share of base-stage batches that are MV questions
+    mv_accept_fraction: float = 0.0  # share of MV training questions the annotator accepted (0: as streamed)
+    cross_attn_gate: float = 1.0  # initial cross-attention gates when training from scratch (0: Mllama's 0)
+    calibration_fraction: float = 0.5  # share of the held-out set used to calibrate (the rest is the report)
     eval_every: int = 250  # steps between held-out evaluations (and intermediate checkpoints)
     target_precision: float = 0.98
     min_support: int = calibration.DEFAULT_MIN_SUPPORT
@@ -257,14 +260,24 @@ def _lr_at(step: int, total: int, config: TrainConfig, peak: float, time_progres
 
 @dataclass
 class Heldout:
-    """Held-out examples per task, split in a calibration half (even) and a test half (odd)."""
+    """Held-out examples per task, interleaved into a calibration share and a test share (the report).
+
+    ``calibration_fraction`` 0.5 gives even indices to calibration and odd ones to the test. Certifying a
+    threshold takes many accepted items (a Wilson lower bound of 0.98 needs ~135 with no error), so a larger
+    calibration share spends the held-out examples where the threshold is chosen."""
 
     examples: dict[str, list[Example]]
+    calibration_fraction: float = 0.5
     _encoded: dict = field(default_factory=dict, repr=False, compare=False)
 
     def halves(self, task: str) -> tuple[list[int], list[int]]:
+        """(calibration indices, test indices) of the task's examples."""
         n = len(self.examples.get(task, []))
-        return list(range(0, n, 2)), list(range(1, n, 2))
+        test_share = 1.0 - self.calibration_fraction
+        calib, test = [], []
+        for i in range(n):
+            (test if math.floor((i + 1) * test_share) > math.floor(i * test_share) else calib).append(i)
+        return calib, test
 
     def encoded(self, task: str, processor, *, size: int, batch_size: int = 64) -> list[dict]:
         """The task's examples encoded once (they never change): evaluations stop re-rendering them."""
@@ -334,10 +347,36 @@ def _batches(stream: Iterator[Example], batch_size: int) -> Iterator[list[Exampl
 StreamSource = Callable[..., Iterator[Example]]  # source(worker=0, workers=1) -> a fresh example stream
 
 
+def balanced(stream: Iterator[Example], accepts: Sequence[str], fraction: float, rng: random.Random,
+             *, buffer: int = 256) -> Iterator[Example]:
+    """``stream`` re-drawn so that a share ``fraction`` of its examples has an accept label (0 or 1: unchanged).
+
+    Each output is an accept with probability ``fraction``; the examples of the class not asked for wait in a
+    bounded buffer (the oldest dropped when full), so the minority class is used as it comes and the majority
+    class is thinned. Only training streams are balanced: held-out and calibration sets keep the natural mix."""
+    if not 0.0 < fraction < 1.0:
+        yield from stream
+        return
+    waiting: dict[bool, list[Example]] = {True: [], False: []}
+    while True:
+        want = rng.random() < fraction
+        while not waiting[want]:
+            example = next(stream)
+            queue = waiting[example.label in accepts]
+            queue.append(example)
+            if len(queue) > buffer:
+                queue.pop(0)
+        yield waiting[want].pop(0)
+
+
 def question_batches(processor, streams: dict[str, Iterator[Example]], *, task: str | None, config: TrainConfig,
                      size: int, rng: random.Random) -> Iterator[tuple[str, dict, torch.Tensor]]:
     """(task, encoded inputs, target letter indices) forever: each batch's task (``task``, or MV with
-    probability mv_fraction), then its questions with options shuffled by ``rng``."""
+    probability mv_fraction), then its questions with options shuffled by ``rng``; MV questions re-balanced to
+    ``mv_accept_fraction`` accepts when set."""
+    if "mv" in streams and config.mv_accept_fraction:
+        streams = {**streams, "mv": balanced(streams["mv"], ACCEPTS["mv"], config.mv_accept_fraction,
+                                             random.Random(f"{rng.random()}:balance"))}
     batches = {t: _batches(s, config.batch_size) for t, s in streams.items()}
     while True:
         current = task or ("mv" if rng.random() < config.mv_fraction else "ev")
@@ -454,10 +493,21 @@ def _curve_row(step: int, stage: str, loss: float | None, evaluation: dict, elap
     return row
 
 
+def _selection_score(evaluation: dict) -> float:
+    """Which evaluation's checkpoint is kept: the mean held-out accept AUC over the tasks (accuracy where the AUC
+    is undefined). AUC ranks items as thresholds use them, and a training stream re-balanced to more accepts
+    shifts the prior (hence accuracy at argmax) but not the ranking."""
+    scores = []
+    for metrics in evaluation["metrics"].values():
+        auc = metrics.get("accept_auc", float("nan"))
+        scores.append(metrics["accuracy"] if auc is None or math.isnan(auc) else auc)
+    return float(np.mean(scores or [0.0]))
+
+
 def run_training(verifier: Verifier, streams: dict[str, StreamSource], heldout: Heldout,
                  out: str | Path, *, config: TrainConfig, data: dict, name: str = "verifier") -> dict:
     """Train ``verifier`` in place (base stage, then each adapter) on config.device, evaluating every
-    ``eval_every`` steps and keeping the best checkpoint (mean held-out accuracy) in ``out``. ``streams`` maps a
+    ``eval_every`` steps and keeping the best checkpoint (mean held-out accept AUC) in ``out``. ``streams`` maps a
     task to a source of fresh example streams, ``source(worker=0, workers=1)`` (see the module docstring).
     Returns the final manifest."""
     torch.set_num_threads(config.threads)
@@ -477,7 +527,7 @@ def run_training(verifier: Verifier, streams: dict[str, StreamSource], heldout: 
         row = _curve_row(step, stage, loss, evaluation, time.monotonic() - started)
         curve.append(row)
         log.info("eval %s", json.dumps(row))
-        score = float(np.mean([evaluation["metrics"][t]["accuracy"] for t in evaluation["metrics"]] or [0.0]))
+        score = _selection_score(evaluation)
         if score < best["score"]:
             return
         best["score"] = score
@@ -537,7 +587,7 @@ def write_readme(folder: str | Path, manifest: dict) -> None:
               f"- temperature {manifest.get('temperature')}",
               f"- auto-accept thresholds at target precision {manifest.get('target_precision')}: "
               f"{manifest.get('thresholds')} (None = nothing is auto-accepted)", "",
-              "## Learning curve (held-out test half; accuracy vs the annotator's verdicts)", "",
+              "## Learning curve (held-out test share; accuracy vs the annotator's verdicts)", "",
               "| step | stage | min | train loss | MV acc | MV κ | MV AUC | EV acc | EV κ | EV AUC |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for row in manifest.get("learning_curve", []):

@@ -176,3 +176,50 @@ def test_device_auto_picks_cuda_only_when_there_is_one():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_balanced_stream_reaches_the_accept_share_and_keeps_the_natural_one_at_zero():
+    import itertools
+    import random
+
+    from verifiers.synthetic import example_stream
+    from verifiers.training import balanced
+
+    natural = list(itertools.islice(example_stream(0, task="mv", error_rate=0.0), 200))
+    assert sum(e.label == "accept" for e in natural) / len(natural) < 0.35
+    drawn = list(itertools.islice(balanced(iter(natural * 5), ("accept",), 0.5, random.Random(0)), 300))
+    assert 0.4 < sum(e.label == "accept" for e in drawn) / len(drawn) < 0.6
+    assert list(itertools.islice(balanced(iter(natural), ("accept",), 0.0, random.Random(0)), 200)) == natural
+
+
+def test_heldout_calibration_share_interleaves_calibration_and_test():
+    from verifiers.training import Heldout
+
+    examples = {"mv": list(range(100))}
+    assert Heldout(examples).halves("mv") == (list(range(0, 100, 2)), list(range(1, 100, 2)))
+    calib, test = Heldout(examples, calibration_fraction=0.75).halves("mv")
+    assert len(calib) == 75 and len(test) == 25 and sorted(calib + test) == list(range(100))
+    assert max(test) - min(test) > 80  # spread over the set, not a block
+
+
+def test_open_cross_attention_gates_let_the_image_into_a_random_tiny_verifier(scene_image, scene_rles):
+    import torch
+
+    from verifiers.model import build_tiny_verifier, open_cross_attention_gates, option_logits
+    from verifiers.synthetic import Example
+    from verifiers.training import _image_token, batch_inputs
+
+    verifier = build_tiny_verifier(0)
+    examples = [Example("mv", scene_image, "yellow shape", [rle], "accept") for rle in scene_rles]
+    inputs, _ = batch_inputs(verifier.processor, examples, size=112, rng=None, shuffle_prob=0.0)
+    noise = {**inputs, "pixel_values": torch.randn_like(inputs["pixel_values"])}
+
+    def image_effect() -> float:
+        with torch.no_grad():
+            a, b = (option_logits(verifier.model, x, verifier.letter_ids, 5,
+                                  image_token_id=_image_token(verifier.processor)) for x in (inputs, noise))
+        return float((a - b).abs().max())
+
+    assert image_effect() == 0.0  # Mllama's zero gates: blind to the image
+    assert open_cross_attention_gates(verifier.model, 1.0) == 4
+    assert image_effect() > 1e-3
