@@ -81,9 +81,9 @@ def dice_loss(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
 
 def pairwise_dice_cost(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """[Q,P] x [n,P] -> [Q,n] dice cost."""
-    numerator = 2 * probabilities @ targets.T
-    denominator = probabilities.sum(-1)[:, None] + targets.sum(-1)[None, :]
+    """[...,Q,P] x [...,n,P] -> [...,Q,n] dice cost."""
+    numerator = 2 * probabilities @ targets.transpose(-1, -2)
+    denominator = probabilities.sum(-1)[..., :, None] + targets.sum(-1)[..., None, :]
     return 1 - (numerator + 1) / (denominator + 1)
 
 
@@ -96,24 +96,15 @@ def box_iou_diag(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area(a) + area(b) - inter).clamp(min=1e-9)
 
 
-@torch.no_grad()
 def hungarian_match(logits: torch.Tensor, boxes: torch.Tensor, target_boxes: torch.Tensor, config: LossConfig,
                     masks: torch.Tensor | None = None, target_masks: torch.Tensor | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Optimal one-to-one assignment for one pair: logits [Q], boxes [Q,4], target_boxes [n,4],
     optional masks [Q,h,w] logits / target_masks [n,h,w]. Returns (query indices, target indices)."""
-    p = logits.float().sigmoid()[:, None]
-    a, g = config.focal_alpha, config.focal_gamma
-    pos = a * (1 - p) ** g * -(p + 1e-8).log()
-    neg = (1 - a) * p**g * -(1 - p + 1e-8).log()
-    cost = config.cost_class * (pos - neg)
-    cost = cost + config.cost_l1 * torch.cdist(boxes.float(), target_boxes.float(), p=1)
-    cost = cost - config.cost_giou * generalized_box_iou(boxes.float(), target_boxes.float())
-    if masks is not None and target_masks is not None and config.cost_dice:
-        cost = cost + config.cost_dice * pairwise_dice_cost(masks.float().flatten(1).sigmoid(),
-                                                            target_masks.float().flatten(1))
-    rows, cols = linear_sum_assignment(cost.cpu().numpy())
-    return rows, cols
+    with_masks = masks is not None and target_masks is not None
+    return batched_match(logits[None], boxes[None], target_boxes[None], [len(target_boxes)], config,
+                         masks.flatten(1)[None] if with_masks else None,
+                         target_masks.flatten(1)[None] if with_masks else None)[0]
 
 
 def _class_loss(logits: torch.Tensor, target: torch.Tensor, quality: torch.Tensor, config: LossConfig
@@ -165,10 +156,7 @@ def batched_match(logits: torch.Tensor, boxes: torch.Tensor, target_boxes: torch
     cost = cost + config.cost_l1 * torch.cdist(boxes.float(), target_boxes.float(), p=1)
     cost = cost - config.cost_giou * batched_giou(boxes.float(), target_boxes.float())
     if masks is not None and target_masks is not None and config.cost_dice:
-        probabilities, t = masks.float().sigmoid(), target_masks.float()
-        numerator = 2 * probabilities @ t.transpose(1, 2)
-        denominator = probabilities.sum(-1)[:, :, None] + t.sum(-1)[:, None, :]
-        cost = cost + config.cost_dice * (1 - (numerator + 1) / (denominator + 1))
+        cost = cost + config.cost_dice * pairwise_dice_cost(masks.float().sigmoid(), target_masks.float())
     cost = cost.cpu().numpy()
     return [linear_sum_assignment(cost[i, :, :n]) for i, n in enumerate(counts)]
 

@@ -10,14 +10,13 @@ ambiguous); the IoU head learns the actual IoU of each candidate. Evaluation goe
 
     python -m model.training.tracker --out checkpoints/sam3-tracker-tiny --max-minutes 30
 
-Writes the best checkpoint (mean one-click IoU) with its manifest (config, data, code version, learning curve).
+Writes the best checkpoint (mean IoU over the click and box prompts) with its manifest (config, data, code version, learning curve).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import math
 import random
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from scipy import ndimage
 
 from model import rle as rle_utils
@@ -36,6 +36,7 @@ from model.sam3.interactive import (ClickPredictor, build_tiny_tracker, load_tra
 from model.synthetic import REFERENCE_SIZE, WORLD_VERSION, render_scene
 from model.training.data import image_tensor
 from model.training.loss import dice_loss, sigmoid_focal
+from model.training.trainer import learning_rate
 
 log = logging.getLogger("model.training.tracker")
 MODES = ("click", "click_negative", "box")
@@ -70,18 +71,9 @@ class TrackerTrainConfig:
     max_minutes: float | None = field(default=None, metadata={"help": "stop after this wall time (the LR schedule "
                                                                       "follows wall time then)"})
     eval_every: int = 500
-    eval_scenes: int = 20
+    eval_scenes: int = 60
     eval_seed: int = 77
     log_every: int = 50
-
-
-def learning_rate(step: int, config: TrackerTrainConfig, wall_s: float) -> float:
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
-    if config.max_minutes:
-        progress = max(progress, min(1.0, wall_s / (60 * config.max_minutes)))
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,8 +211,6 @@ class TrackerTrainer:
             click, box = [], []
             for index in range(config.eval_scenes):
                 image, masks = scene_objects(config.eval_seed, index, config.render_size, config.domain)
-                from PIL import Image
-
                 picture = Image.fromarray(image)
                 for k, mask in enumerate(masks):
                     truth = rle_utils.encode(mask)
@@ -231,7 +221,8 @@ class TrackerTrainer:
                     box.append(float(rle_utils.iou([result.rle], [truth])[0][0]))
         finally:
             self.model.train()
-        return {"miou_click": float(np.mean(click)), "miou_box": float(np.mean(box)),
+        return {"miou": float(np.mean(click + box)), "miou_click": float(np.mean(click)),
+                "miou_box": float(np.mean(box)),
                 "click_iou_ge_0.75": float(np.mean(np.array(click) >= 0.75)), "n_objects": len(click)}
 
     def manifest(self, step: int, metrics: dict) -> dict:
@@ -273,7 +264,7 @@ class TrackerTrainer:
                 self.curve.append({"step": step, "wall_s": round(time.monotonic() - started, 1),
                                    "loss": {k: round(v, 4) for k, v in running.items()}, "eval": metrics})
                 log.info("eval %s", json.dumps(self.curve[-1]))
-                if best is None or metrics["miou_click"] >= best["miou_click"]:
+                if best is None or metrics["miou"] >= best["miou"]:
                     best = {"step": step, **metrics}
                     save_tracker_checkpoint(self.model, self.processor, out, manifest=self.manifest(step, metrics))
             if out_of_time:

@@ -94,9 +94,9 @@ class TrainConfig:
         return cls(**data)
 
 
-def learning_rate(step: int, config: TrainConfig, wall_s: float = 0.0) -> float:
+def learning_rate(step: int, config: Any, wall_s: float = 0.0) -> float:
     """Linear warmup, then cosine decay to ``min_lr_ratio * lr`` at ``steps`` (or at ``max_minutes`` of wall time,
-    if that comes first)."""
+    if that comes first). ``config``: any training config with those fields (SAM 3's, the tracker's)."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
