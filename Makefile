@@ -43,7 +43,7 @@ tiny-model: venv
 # Train the click-to-segment tracker on the synthetic world -> checkpoints/sam3-tracker-tiny (the default tracker).
 tiny-tracker: venv
 	nice -n 10 $(PY) -m model.training.tracker --out checkpoints/sam3-tracker-tiny --steps 100000 \
-		--max-minutes $(or $(MINUTES),35) --eval-every 400 --eval-scenes 20 --log-every 100
+		--max-minutes $(or $(MINUTES),40) --eval-every 1000 --eval-scenes 60 --log-every 200
 
 # Train the tiny MV/EV verifier on simulated-annotator answers over the synthetic world -> checkpoints/verifier-tiny.
 verifier-tiny: venv

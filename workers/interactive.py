@@ -12,6 +12,8 @@ so the worker keeps running; anything else raises. Never imports Django; torch l
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from celery.signals import worker_process_init, worker_ready
@@ -27,7 +29,11 @@ if TYPE_CHECKING:
 
 TASK_NAME = "sam3.segment_click.v1"
 QUEUE = "interactive"
-DEFAULT_TRACKER_URI = "preset:tiny-tracker"  # random weights: the demo's and tests' tracker
+TRAINED_TINY_TRACKER = Path(__file__).resolve().parents[1] / "checkpoints" / "sam3-tracker-tiny"
+# The tracker for projects whose model names none: CLICK_TRACKER_URI, else the committed tiny tracker trained on
+# the synthetic world (make tiny-tracker), else a random one.
+DEFAULT_TRACKER_URI = os.environ.get("CLICK_TRACKER_URI") or (
+    str(TRAINED_TINY_TRACKER) if (TRAINED_TINY_TRACKER / "manifest.json").is_file() else "preset:tiny-tracker")
 MAX_CACHED_MODELS = 2
 
 

@@ -108,13 +108,19 @@ def save_tracker_checkpoint(model: Sam3TrackerModel, processor: Sam3TrackerProce
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    write_tracker_manifest(folder, manifest, model.config)
+    return folder
+
+
+def write_tracker_manifest(folder: Path, manifest: dict, config: Sam3TrackerConfig) -> dict:
+    """(Re)write a tracker checkpoint's manifest: every file's sha256 (a README too), provenance, the class."""
     full = write_manifest(folder, manifest)
     full["model_class"] = TRACKER_CLASS
+    full["config_hash"] = config_hash(config)
     if "model_version" not in manifest:  # content-addressed by the weights, like SAM 3 checkpoints
         full["model_version"] = f"tracker-{full['files']['model.safetensors'][:16]}"
-    full["config_hash"] = config_hash(model.config)
-    (folder / MANIFEST_NAME).write_text(json.dumps(full, indent=2, sort_keys=True))  # not itself hashed
-    return folder
+    (Path(folder) / MANIFEST_NAME).write_text(json.dumps(full, indent=2, sort_keys=True))  # not itself hashed
+    return full
 
 
 def _load_tracker_verified(folder: Path, *, uri: str, manifest: dict) -> LoadedTracker:

@@ -70,3 +70,25 @@ def test_a_short_run_writes_a_tracker_checkpoint_with_its_curve(tmp_path):
     continued = json.loads((tmp_path / "continued" / "manifest.json").read_text())
     assert continued["base_model_version"] == loaded.version
     assert continued["base_learning_curve"] == manifest["learning_curve"]
+
+
+def test_the_committed_tracker_segments_a_clicked_object_of_an_unseen_scene(tmp_path):
+    """checkpoints/sam3-tracker-tiny (the default tracker) on scenes of a world seed used neither for training nor
+    for checkpoint selection: one interior click per object."""
+    from PIL import Image
+
+    from model import rle
+    from model.sam3.interactive import ClickPredictor
+    from model.training.tracker import scene_objects
+    from workers.interactive import TRAINED_TINY_TRACKER
+
+    predictor = ClickPredictor(load_tracker_checkpoint(str(TRAINED_TINY_TRACKER), cache_dir=tmp_path))
+    rng, ious = random.Random(5), []
+    for index in range(6):
+        image, masks = scene_objects(4242, index, 224, "shapes")
+        for mask in masks:
+            x, y = interior_point(mask, rng)
+            result = predictor.segment(Image.fromarray(image), media_key=str(index), points=[[x, y]], labels=[1])
+            ious.append(float(rle.iou([result.rle], [rle.encode(mask)])[0][0]))
+    assert len(ious) >= 10
+    assert np.mean(ious) >= 0.6, f"mean IoU {np.mean(ious):.3f} over {len(ious)} objects"

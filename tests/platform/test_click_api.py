@@ -11,6 +11,7 @@ from dataengine.engine.services import register_model_version
 from model import rle
 from tests.conftest import token_client
 from tests.platform.factories import HEIGHT, WIDTH, active_model, image
+from workers.interactive import DEFAULT_TRACKER_URI
 from workers import interactive as click_tasks
 
 pytestmark = [pytest.mark.pg, pytest.mark.django_db]
@@ -36,7 +37,7 @@ def test_an_annotator_clicks_twice_and_the_second_click_reuses_the_embedding(pro
     assert first.status_code == 200, first.json()
     body = first.json()
     assert body["cached_embedding"] is False and body["model_version"] == version.name
-    assert body["tracker"] == "preset:tiny-tracker" and body["image_size"] == [HEIGHT, WIDTH]
+    assert body["tracker"] == DEFAULT_TRACKER_URI and body["image_size"] == [HEIGHT, WIDTH]
     assert rle.validate(body["rle"], size=(HEIGHT, WIDTH)) and 0 <= body["score"] <= 1
     second = click(alice, media, points=[[20, 10]], labels=[1], box=[5, 5, 60, 45])
     assert second.status_code == 200 and second.json()["cached_embedding"] is True
