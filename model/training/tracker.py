@@ -8,9 +8,10 @@ mask; with a single click the decoder's three candidates are scored and only the
 ambiguous); the IoU head learns the actual IoU of each candidate. Evaluation goes through ``ClickPredictor``
 (the code path the API uses) on held-out scenes: mean IoU at the original size after one click and after a box.
 
-    python -m model.training.tracker --out checkpoints/sam3-tracker-tiny --max-minutes 30
+    python -m model.training.tracker --out checkpoints/sam3-tracker-tiny --steps 100000 --max-minutes 40
 
-Writes the best checkpoint (mean IoU over the click and box prompts) with its manifest (config, data, code version, learning curve).
+Writes the best checkpoint (mean IoU over the click and box prompts) with its manifest (config, data, code version,
+learning curve) and a README; ``--init`` continues from an earlier tracker checkpoint.
 """
 from __future__ import annotations
 
@@ -146,7 +147,7 @@ class TrackerTrainer:
         rng = random.Random(f"{config.seed}:{step}:tracker")
         mode = rng.choices(MODES, weights=config.mode_weights)[0]
         images, points, labels, boxes, targets = [], [], [], [], []
-        index = step * config.scenes_per_batch * 3  # skip scenes without objects; indices never overlap steps
+        index = step * config.scenes_per_batch * 3  # room to skip scenes without objects
         while len(images) < config.scenes_per_batch:
             image, masks = scene_objects(config.world_seed, index, config.render_size, config.domain)
             index += 1
@@ -295,7 +296,8 @@ def tracker_readme(manifest: dict) -> str:
              f"{manifest.get('last_step')} steps run, step {manifest.get('selected_step')} kept (best mean IoU).",
              "", "Held-out evaluation through `ClickPredictor` (the API's code path), IoU at the original size: "
              "one interior click (the best of three candidates by predicted IoU) and a box jittered by 5%.", "",
-             "| step | wall (min) | mask loss | train IoU (best of 3) | mIoU click | mIoU box | clicks with IoU ≥ 0.75 |",
+             "| step | wall (min) | mask loss | train IoU (best of 3) | mIoU click | mIoU box "
+             "| clicks with IoU ≥ 0.75 |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for point in manifest.get("learning_curve", []):
         ev, loss = point["eval"], point["loss"]
