@@ -34,30 +34,33 @@ from simulated_annotator.ground_truth import GroundTruth, GroundTruthPair, phras
 MV_ACCEPTS = ("accept", "accept_as_text")
 
 
+class _Verdict:
+    """An answer with one decision; a mistake when it differs from the error-free one."""
+
+    decision: str
+    correct: str
+
+    @property
+    def mistake(self) -> bool:
+        return self.decision != self.correct
+
+
 @dataclass(frozen=True)
-class MVAnswer:
+class MVAnswer(_Verdict):
     decision: str
     correct: str
     best_iou: float
     seconds: float
     unknown_pair: bool = False
 
-    @property
-    def mistake(self) -> bool:
-        return self.decision != self.correct
-
 
 @dataclass(frozen=True)
-class EVAnswer:
+class EVAnswer(_Verdict):
     decision: str
     correct: str
     uncovered: int
     seconds: float
     unknown_pair: bool = False
-
-    @property
-    def mistake(self) -> bool:
-        return self.decision != self.correct
 
 
 @dataclass(frozen=True)
@@ -149,17 +152,13 @@ def answer_exhaustivity(task: dict, ground_truth: GroundTruth, config: Annotator
 
 
 @dataclass(frozen=True)
-class ReviewAnswer:
+class ReviewAnswer(_Verdict):
     decision: str
     correct: str
     wrong_masks: int
     uncovered: int
     seconds: float
     unknown_pair: bool = False
-
-    @property
-    def mistake(self) -> bool:
-        return self.decision != self.correct
 
 
 def review_verdict(masks: list[dict], pair: GroundTruthPair, config: AnnotatorConfig) -> tuple[str, int, int]:
