@@ -22,7 +22,7 @@ from model.media import MediaError, open_image
 from workers.app import app
 from workers.config import CONFIG
 from workers.model_cache import ModelCache
-from workers.sam3 import s3_client
+from workers.sam3 import client_for
 
 if TYPE_CHECKING:
     from model.sam3.interactive import ClickPredictor, EmbeddingCache
@@ -75,8 +75,7 @@ def get_click_predictor(tracker_uri: str, *, s3: Any = None) -> ClickPredictor:
     from model.sam3.interactive import ClickPredictor, resolve_tracker
 
     def load() -> ClickPredictor:
-        client = s3 if s3 is not None else (s3_client() if tracker_uri.startswith("s3://") else None)
-        loaded = resolve_tracker(tracker_uri, cache_dir=CONFIG.model_cache_dir, s3_client=client)
+        loaded = resolve_tracker(tracker_uri, cache_dir=CONFIG.model_cache_dir, s3_client=client_for(tracker_uri, s3))
         return ClickPredictor(loaded, device="cuda" if torch.cuda.is_available() else "cpu", cache=embedding_cache())
 
     return _predictors.get(tracker_uri, load)
@@ -124,8 +123,7 @@ def segment_click_for(payload: dict, *, s3: Any = None) -> dict:
     try:
         request = _validated(payload)
         media_uri = request["media_uri"]
-        if media_uri.startswith("s3://") and s3 is None:
-            s3 = s3_client()
+        s3 = client_for(media_uri, s3)
         predictor = get_click_predictor(request["model"]["uri"], s3=s3)
         click = predictor.segment(lambda: open_image(media_uri, s3_client=s3), media_key=request["media_sha256"],
                                   points=request["points"], labels=request["labels"], box=request["box"])

@@ -66,6 +66,13 @@ def s3_client() -> Any:
     return _s3
 
 
+def client_for(uri: str, s3: Any = None) -> Any:
+    """The S3 client to read ``uri`` with: ``s3`` when given (tests), the process's one for s3://, else None."""
+    if s3 is not None:
+        return s3
+    return s3_client() if uri.startswith("s3://") else None
+
+
 def get_predictor(model_uri: str, *, s3: Any = None) -> ConceptPredictor:
     """The cached predictor for ``model_uri``, loading it (and evicting the oldest) when new.
 
@@ -77,8 +84,7 @@ def get_predictor(model_uri: str, *, s3: Any = None) -> ConceptPredictor:
     from model.sam3.predictor import ConceptPredictor
 
     def load() -> ConceptPredictor:
-        client = s3 if s3 is not None else (s3_client() if model_uri.startswith("s3://") else None)
-        loaded = resolve_model(model_uri, cache_dir=CONFIG.model_cache_dir, s3_client=client)
+        loaded = resolve_model(model_uri, cache_dir=CONFIG.model_cache_dir, s3_client=client_for(model_uri, s3))
         return ConceptPredictor(loaded, device="cuda" if torch.cuda.is_available() else "cpu")
 
     return _predictors.get(model_uri, load)
@@ -140,8 +146,7 @@ def propose_masks_for(payload: dict, *, s3: Any = None) -> dict:
     try:
         request = _validated(payload)
         media_uri = request["media_uri"]
-        if media_uri.startswith("s3://") and s3 is None:
-            s3 = s3_client()
+        s3 = client_for(media_uri, s3)
         image = open_image(media_uri, s3_client=s3)
         result["image_size"] = [image.height, image.width]
         predictor = get_predictor(request["model"]["uri"], s3=s3)

@@ -16,7 +16,7 @@ from model.media import MediaError, open_image
 from workers.app import app
 from workers.config import CONFIG
 from workers.model_cache import ModelCache
-from workers.sam3 import s3_client
+from workers.sam3 import client_for
 
 if TYPE_CHECKING:
     from verifiers.model import Verifier
@@ -54,8 +54,7 @@ def get_verifier(model_uri: str, *, s3: Any = None) -> "Verifier":
     from verifiers.model import load_verifier
 
     def load() -> Verifier:
-        client = s3 if s3 is not None else (s3_client() if model_uri.startswith("s3://") else None)
-        return load_verifier(model_uri, cache_dir=CONFIG.model_cache_dir, s3_client=client)
+        return load_verifier(model_uri, cache_dir=CONFIG.model_cache_dir, s3_client=client_for(model_uri, s3))
 
     return _verifiers.get(model_uri, load)
 
@@ -127,8 +126,7 @@ def verify_datapoint_for(payload: dict, *, s3: Any = None) -> dict:
     try:
         request = _validated(payload)
         media_uri = request["media_uri"]
-        if media_uri.startswith("s3://") and s3 is None:
-            s3 = s3_client()
+        s3 = client_for(media_uri, s3)
         image = open_image(media_uri, s3_client=s3)
         verifier = get_verifier(request["model"]["uri"], s3=s3)
         result["template_versions"] = verifier.template_versions
