@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -450,38 +449,6 @@ def verify_checkpoint(folder: str | Path) -> dict:
                   what="verifier checkpoint")
 
 
-def _fetch_s3(uri: str, *, cache_dir: Path, s3_client: Any) -> Path:
-    """The verified local copy of an s3:// checkpoint, downloaded once into ``cache_dir``."""
-    from model.sam3.build import CheckpointError, _download_s3_prefix
-
-    if s3_client is None:
-        raise VerifierModelError(f"{uri}: an S3 client is needed to load from s3://")
-    cached = Path(cache_dir) / "verifiers" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:32]
-    if cached.is_dir():
-        try:
-            verify_checkpoint(cached)
-            return cached
-        except VerifierModelError:
-            shutil.rmtree(cached)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cached.parent))
-    try:
-        try:
-            _download_s3_prefix(uri, staging, s3_client)
-        except CheckpointError as exc:
-            raise VerifierModelError(str(exc)) from exc
-        verify_checkpoint(staging)
-        try:
-            os.rename(staging, cached)
-        except OSError:
-            if not cached.is_dir():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return cached
-
-
 def _own_weights(module: torch.nn.Module) -> None:
     # safetensors views at unaligned offsets round differently on CPU: own copies make loads bit-identical.
     with torch.no_grad():
@@ -505,7 +472,10 @@ def load_verifier(uri: str, *, cache_dir: str | Path, s3_client: Any = None, dev
             raise VerifierModelError(f"{uri!r}: seed must be an integer") from exc
         return build_tiny_verifier(seed)
     if uri.startswith("s3://"):
-        folder = _fetch_s3(uri, cache_dir=Path(cache_dir), s3_client=s3_client)
+        from model.sam3.build import fetch_s3_checkpoint
+
+        folder = fetch_s3_checkpoint(uri, cache_dir=Path(cache_dir), s3_client=s3_client, verify=verify_checkpoint,
+                                     error=VerifierModelError, subdir="verifiers")
     elif uri.startswith("file://"):
         folder = Path(urllib.parse.unquote(urllib.parse.urlparse(uri).path))
     elif "://" in uri:

@@ -250,22 +250,32 @@ def _download_s3_prefix(uri: str, dest: Path, s3_client: Any) -> None:
         raise CheckpointError(f"cannot download checkpoint {uri}: {exc}") from exc
 
 
-def _fetch_s3(uri: str, *, cache_dir: Path, s3_client: Any) -> Path:
-    """The verified local copy of an s3:// checkpoint, downloading it once into ``cache_dir``."""
+def fetch_s3_checkpoint(uri: str, *, cache_dir: Path, s3_client: Any, verify: Callable[[Path], dict] | None = None,
+                        error: type[Exception] | None = None, subdir: str = "s3") -> Path:
+    """The verified local copy of an s3:// checkpoint, downloaded once into ``cache_dir/subdir/<hash of uri>``.
+
+    ``verify`` checks a folder (default: a SAM 3 checkpoint) and raises ``error`` (default CheckpointError);
+    a download failure is raised as ``error`` too. A damaged cache entry is fetched again.
+    """
+    verify = verify or verify_checkpoint
+    error = error or CheckpointError
     if s3_client is None:
-        raise CheckpointError(f"{uri}: an S3 client is needed to load from s3://")
-    cached = Path(cache_dir) / "s3" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:32]
+        raise error(f"{uri}: an S3 client is needed to load from s3://")
+    cached = Path(cache_dir) / subdir / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:32]
     if cached.is_dir():
         try:
-            verify_checkpoint(cached)
+            verify(cached)
             return cached
-        except CheckpointError:
-            shutil.rmtree(cached)  # a damaged cache entry: fetch it again
+        except error:
+            shutil.rmtree(cached)
     cached.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cached.parent))
     try:
-        _download_s3_prefix(uri, staging, s3_client)
-        verify_checkpoint(staging)
+        try:
+            _download_s3_prefix(uri, staging, s3_client)
+        except CheckpointError as exc:
+            raise error(str(exc)) from exc
+        verify(staging)
         try:
             os.rename(staging, cached)  # atomic publish; a concurrent worker may have won the race
         except OSError:
@@ -284,7 +294,7 @@ def load_checkpoint(uri: str, *, cache_dir: str | Path, s3_client: Any = None) -
     the URI is unreachable, a file's sha256 differs from the manifest, or weights are missing/unexpected.
     """
     if uri.startswith("s3://"):
-        folder = _fetch_s3(uri, cache_dir=Path(cache_dir), s3_client=s3_client)
+        folder = fetch_s3_checkpoint(uri, cache_dir=Path(cache_dir), s3_client=s3_client)
     elif uri.startswith("file://"):
         folder = Path(urllib.parse.unquote(urllib.parse.urlparse(uri).path))
     elif "://" in uri or uri.startswith("preset:"):
