@@ -471,19 +471,10 @@ def load_verifier(uri: str, *, cache_dir: str | Path, s3_client: Any = None, dev
         except ValueError as exc:
             raise VerifierModelError(f"{uri!r}: seed must be an integer") from exc
         return build_tiny_verifier(seed)
-    if uri.startswith("s3://"):
-        from model.sam3.build import fetch_s3_checkpoint
+    from model.sam3.build import checkpoint_folder
 
-        folder = fetch_s3_checkpoint(uri, cache_dir=Path(cache_dir), s3_client=s3_client, verify=verify_checkpoint,
-                                     error=VerifierModelError, subdir="verifiers")
-    elif uri.startswith("file://"):
-        folder = Path(urllib.parse.unquote(urllib.parse.urlparse(uri).path))
-    elif "://" in uri:
-        raise VerifierModelError(f"unsupported verifier URI {uri!r} (expected a path, file://, s3:// or preset:)")
-    else:
-        folder = Path(uri)
-    if not folder.is_dir():
-        raise VerifierModelError(f"no verifier checkpoint folder at {uri}")
+    folder = checkpoint_folder(uri, cache_dir=cache_dir, s3_client=s3_client, error=VerifierModelError,
+                               what="verifier checkpoint", verify=verify_checkpoint, subdir="verifiers")
     manifest = verify_checkpoint(folder)
     from peft import PeftModel
 

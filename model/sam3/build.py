@@ -293,18 +293,27 @@ def load_checkpoint(uri: str, *, cache_dir: str | Path, s3_client: Any = None) -
     s3 checkpoints are downloaded once into ``cache_dir/s3/<hash of uri>``. Raises CheckpointError when
     the URI is unreachable, a file's sha256 differs from the manifest, or weights are missing/unexpected.
     """
+    folder = checkpoint_folder(uri, cache_dir=cache_dir, s3_client=s3_client)
+    manifest = verify_checkpoint(folder)
+    return _load_verified(folder, uri=uri, manifest=manifest)
+
+
+def checkpoint_folder(uri: str, *, cache_dir: str | Path, s3_client: Any = None, error: type[Exception] | None = None,
+                      what: str = "checkpoint", **fetch: Any) -> Path:
+    """The local folder of a checkpoint URI: a path, ``file://`` or ``s3://`` (fetched by ``fetch_s3_checkpoint``
+    with ``fetch`` options). Raises ``error`` (default CheckpointError) for another scheme or a missing folder."""
+    error = error or CheckpointError
     if uri.startswith("s3://"):
-        folder = fetch_s3_checkpoint(uri, cache_dir=Path(cache_dir), s3_client=s3_client)
+        folder = fetch_s3_checkpoint(uri, cache_dir=Path(cache_dir), s3_client=s3_client, error=error, **fetch)
     elif uri.startswith("file://"):
         folder = Path(urllib.parse.unquote(urllib.parse.urlparse(uri).path))
     elif "://" in uri or uri.startswith("preset:"):
-        raise CheckpointError(f"unsupported checkpoint URI {uri!r} (expected a path, file:// or s3://)")
+        raise error(f"unsupported {what} URI {uri!r} (expected a path, file:// or s3://)")
     else:
         folder = Path(uri)
     if not folder.is_dir():
-        raise CheckpointError(f"no checkpoint folder at {uri}")
-    manifest = verify_checkpoint(folder)
-    return _load_verified(folder, uri=uri, manifest=manifest)
+        raise error(f"no {what} folder at {uri}")
+    return folder
 
 
 def load_preset(uri: str) -> LoadedModel:

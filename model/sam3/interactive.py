@@ -37,7 +37,7 @@ from PIL import Image
 from transformers import Sam3ImageProcessor, Sam3TrackerConfig, Sam3TrackerModel, Sam3TrackerProcessor
 
 from model import rle as rle_utils
-from model.sam3.build import (MANIFEST_NAME, CheckpointError, config_hash, fetch_s3_checkpoint, verify_checkpoint,
+from model.sam3.build import (MANIFEST_NAME, CheckpointError, checkpoint_folder, config_hash, verify_checkpoint,
                               write_manifest)
 
 TRACKER_CLASS = "Sam3TrackerModel"
@@ -155,16 +155,7 @@ def _check_sizes(model: Sam3TrackerModel, processor: Sam3TrackerProcessor, uri: 
 
 def load_tracker_checkpoint(uri: str, *, cache_dir: str | Path, s3_client: Any = None) -> LoadedTracker:
     """Load a verified tracker checkpoint from a folder, ``file://`` URI or ``s3://bucket/prefix``."""
-    if uri.startswith("s3://"):
-        folder = fetch_s3_checkpoint(uri, cache_dir=Path(cache_dir), s3_client=s3_client)
-    elif uri.startswith("file://"):
-        folder = Path(urllib.parse.unquote(urllib.parse.urlparse(uri).path))
-    elif "://" in uri:
-        raise CheckpointError(f"unsupported checkpoint URI {uri!r} (expected a path, file:// or s3://)")
-    else:
-        folder = Path(uri)
-    if not folder.is_dir():
-        raise CheckpointError(f"no checkpoint folder at {uri}")
+    folder = checkpoint_folder(uri, cache_dir=cache_dir, s3_client=s3_client)
     return _load_tracker_verified(folder, uri=uri, manifest=verify_checkpoint(folder))
 
 
