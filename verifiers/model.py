@@ -397,7 +397,10 @@ def write_manifest(folder: str | Path, manifest: dict) -> dict:
     })
     full.setdefault("template_versions", dict(TEMPLATE_VERSIONS))
     if "model_version" not in full:
-        digest = hashlib.sha256("".join(files[k] for k in sorted(files)).encode()).hexdigest()
+        # Weights and calibration name the version: a recalibrated verifier is a new version.
+        calibrated = json.dumps({k: full.get(k) for k in ("temperature", "thresholds", "target_precision")},
+                                sort_keys=True)
+        digest = hashlib.sha256(("".join(files[k] for k in sorted(files)) + calibrated).encode()).hexdigest()
         full["model_version"] = f"verifier-{digest[:16]}"
     (folder / MANIFEST_NAME).write_text(json.dumps(full, indent=2, sort_keys=True))
     return full
@@ -424,6 +427,10 @@ def save_verifier(verifier: Verifier, folder: str | Path, *, manifest: dict | No
             model.save_pretrained(tmp, selected_adapters=[task])
             source = Path(tmp) / task if (Path(tmp) / task).is_dir() else Path(tmp)
             shutil.copytree(source, folder / "adapters" / task)
+        adapter_config = folder / "adapters" / task / "adapter_config.json"
+        settings = json.loads(adapter_config.read_text())
+        settings["base_model_name_or_path"] = None  # the base travels beside it; a local path would mislead
+        adapter_config.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     info = dict(verifier.manifest)
     info.update(manifest or {})
     for key in ("files", "format", "created_at", "code_version"):

@@ -10,11 +10,14 @@ simulated annotator (platform/simulated_annotator/decisions.py, importable with 
   absent one (accept: a verified negative), a vague phrase (ungroundable).
 
 Labels are the annotator's decisions (with its configured error rate, like human verdicts); ``correct`` is the
-error-free answer. The world has no text, sensitive or whole-image phrases, so those options never occur here.
+error-free answer; ``gold`` is the adjudicated verdict, the majority of ``adjudicators`` independent annotators
+(the first is the one whose decision is ``label``), as a gold set is triple-annotated (SA-Co/Gold): thresholds
+are calibrated on it, because a single fallible verdict caps the precision any verifier can be measured at. The world has no text, sensitive or whole-image phrases, so those options never occur here.
 """
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -40,6 +43,7 @@ class Example:
     correct: str = ""
     kind: str = ""
     source: dict = field(default_factory=dict)
+    gold: str = ""  # the adjudicated verdict where there is one (calibration uses it), else ""
 
 
 def _require_simulated_annotator() -> None:
@@ -54,6 +58,13 @@ def _annotator(error_rate: float, seed: int):
     from simulated_annotator.config import AnnotatorConfig
 
     return AnnotatorConfig(error_rate_mv=error_rate, error_rate_ev=error_rate, seed=seed)
+
+
+def _adjudicated(answers: list) -> str:
+    """The majority decision of independent answers (ties: the first answer's)."""
+    votes = Counter(a.decision for a in answers)
+    top = max(votes.values())
+    return next(a.decision for a in answers if votes[a.decision] == top)
 
 
 def _pair(key: str, phrase: str, kind: str, instances: list[dict], size: int):
@@ -79,7 +90,7 @@ def _dilated(mask: np.ndarray, rng: random.Random) -> np.ndarray:
 
 
 def scene_examples(world_seed: int, index: int, *, size: int = 224, error_rate: float = 0.03,
-                   rng: random.Random | None = None) -> Iterator[Example]:
+                   adjudicators: int = 3, rng: random.Random | None = None) -> Iterator[Example]:
     """The MV and EV examples of scene ``index`` of world ``world_seed`` (deterministic given ``rng``)."""
     _require_simulated_annotator()
     from simulated_annotator.decisions import answer_exhaustivity, answer_mask_verification
@@ -103,22 +114,25 @@ def scene_examples(world_seed: int, index: int, *, size: int = 224, error_rate: 
         members = [i for i, obj in enumerate(scene.objects) if attributes and matches(attributes, obj)]
         pairs.append((phrase, kind, members))
     truth = GroundTruth(_pair(key, p, k, [rles[i] for i in m], size) for p, k, m in pairs if m is not None)
-    config = _annotator(error_rate, world_seed)
+    # Annotator k has seed world_seed + k * 7919: independent mistakes on the same questions.
+    configs = [_annotator(error_rate, world_seed + k * 7919) for k in range(max(1, adjudicators))]
     media = {"sha256": key, "name": f"{key}.png"}
 
     def mv(phrase: str, mask: np.ndarray | dict, kind: str) -> Example | None:
         rle = mask if isinstance(mask, dict) else rle_lib.encode(mask)
         if not rle_lib.area([rle])[0]:
             return None
-        answer = answer_mask_verification({"datapoint": {"media": media, "phrase": phrase}, "mask": {"rle": rle}},
-                                          truth, config)
-        return Example("mv", image, phrase, [rle], answer.decision, answer.correct, kind, {"scene": key})
+        task = {"datapoint": {"media": media, "phrase": phrase}, "mask": {"rle": rle}}
+        answers = [answer_mask_verification(task, truth, config) for config in configs]
+        return Example("mv", image, phrase, [rle], answers[0].decision, answers[0].correct, kind, {"scene": key},
+                       _adjudicated(answers))
 
     def ev(phrase: str, boxed: list[int], kind: str) -> Example:
         chosen = [rles[i] for i in boxed]
-        answer = answer_exhaustivity({"datapoint": {"media": media, "phrase": phrase},
-                                      "masks": [{"rle": r} for r in chosen]}, truth, config)
-        return Example("ev", image, phrase, chosen, answer.decision, answer.correct, kind, {"scene": key})
+        task = {"datapoint": {"media": media, "phrase": phrase}, "masks": [{"rle": r} for r in chosen]}
+        answers = [answer_exhaustivity(task, truth, config) for config in configs]
+        return Example("ev", image, phrase, chosen, answers[0].decision, answers[0].correct, kind, {"scene": key},
+                       _adjudicated(answers))
 
     n = len(scene.objects)
     for phrase, kind, members in pairs:
@@ -149,7 +163,7 @@ def scene_examples(world_seed: int, index: int, *, size: int = 224, error_rate: 
 
 
 def example_stream(world_seed: int, *, start: int = 0, size: int = 224, error_rate: float = 0.03,
-                   task: str | None = None, step: int = 1) -> Iterator[Example]:
+                   task: str | None = None, step: int = 1, adjudicators: int = 3) -> Iterator[Example]:
     """Examples of scenes start, start+step, ... of world ``world_seed`` forever (optionally one task only).
 
     ``step`` > 1 splits the stream between data workers: worker w of n streams ``start=start + w, step=n``, so
@@ -158,7 +172,7 @@ def example_stream(world_seed: int, *, start: int = 0, size: int = 224, error_ra
         raise ValueError("step must be >= 1")
     index = start
     while True:
-        for example in scene_examples(world_seed, index, size=size, error_rate=error_rate):
+        for example in scene_examples(world_seed, index, size=size, error_rate=error_rate, adjudicators=adjudicators):
             if task is None or example.task == task:
                 yield example
         index += step

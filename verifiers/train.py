@@ -46,21 +46,30 @@ def _synthetic_sources(config: TrainConfig, *, world_seed: int, heldout_per_task
             # Data worker ``worker`` of ``workers`` takes every workers-th scene (disjoint from the other workers')
             # behind its own shuffle buffer; one stream (workers == 1) is exactly the in-process one.
             suffix = f":{worker}/{workers}" if workers > 1 else ""
+            # Training learns from single verdicts, as from a project's humans: no adjudication needed.
             return shuffled(example_stream(world_seed, start=start + worker, step=workers, size=224,
-                                           error_rate=error_rate, task=task),
+                                           error_rate=error_rate, task=task, adjudicators=1),
                             config.shuffle_buffer, random.Random(f"{config.seed}:{task}:buffer{suffix}"))
         return open_stream
 
-    held = {}
-    for task in ("mv", "ev"):
-        # A different world seed: held-out scenes are never trained on.
-        held[task] = list(itertools.islice(
-            example_stream(world_seed + 10_007, start=0, size=224, error_rate=error_rate, task=task),
-            heldout_per_task))
+    heldout, data = synthetic_heldout(world_seed=world_seed, per_task=heldout_per_task, error_rate=error_rate,
+                                      calibration_fraction=config.calibration_fraction)
+    return {"mv": stream("mv"), "ev": stream("ev")}, heldout, data
+
+
+def synthetic_heldout(*, world_seed: int, per_task: int, error_rate: float, calibration_fraction: float,
+                      adjudicators: int = 3) -> tuple[Heldout, dict]:
+    """Held-out MV and EV questions from world ``world_seed + 10_007`` (never trained on), with their single
+    verdicts and the adjudicated ones (majority of ``adjudicators`` simulated annotators) that calibrate."""
+    from verifiers.synthetic import example_stream
+
+    held = {task: list(itertools.islice(example_stream(world_seed + 10_007, start=0, size=224, error_rate=error_rate,
+                                                       task=task, adjudicators=adjudicators), per_task))
+            for task in ("mv", "ev")}
     data = {"source": "synthetic shapes world, simulated-annotator verdicts", "world_seed": world_seed,
-            "heldout_world_seed": world_seed + 10_007, "heldout_per_task": heldout_per_task,
-            "annotator_error_rate": error_rate, "image_size": 224}
-    return {"mv": stream("mv"), "ev": stream("ev")}, Heldout(held, config.calibration_fraction), data
+            "heldout_world_seed": world_seed + 10_007, "heldout_per_task": per_task,
+            "annotator_error_rate": error_rate, "adjudicators": adjudicators, "image_size": 224}
+    return Heldout(held, calibration_fraction), data
 
 
 def _cycle_source(examples: list, seed: str):

@@ -6,8 +6,10 @@ merged (the "foundational verifier"; needed from scratch: LoRA on a random base 
 shows its options in a random order (``shuffle_prob``); the loss is the cross-entropy over the option-letter
 logits at the answer position, the same quantity the verifier scores with.
 
-After training, each task's temperature is fitted on one half of the held-out verdicts and its auto-accept
-threshold selected there for ``target_precision`` (verifiers.calibration); the other half gives the report.
+After training, each task's temperature is fitted on one share of the held-out verdicts and its auto-accept
+thresholds selected there for ``target_precision`` (verifiers.calibration): ``mv``, ``ev`` (questions with
+boxes) and ``ev_zero`` (zero boxes: "not present"), on adjudicated verdicts where the examples carry them
+(``Example.gold``); the other share gives the report.
 Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
 thresholds and the learning curve.
 
@@ -205,7 +207,8 @@ def split_heldout(examples: Sequence[Example], fraction: float) -> tuple[list[Ex
 
 
 def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
-    """Examples from JSONL lines ``{"task", "image", "phrase", "rles", "label"}`` (image relative to images_dir).
+    """Examples from JSONL lines ``{"task", "image", "phrase", "rles", "label"}`` (image relative to images_dir),
+    optionally ``"gold"``: the adjudicated verdict (a reviewer's or the majority of several annotators').
 
     Raises ValueError naming the line for anything malformed.
     """
@@ -227,8 +230,9 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
             rles = list(row.get("rles") or [])
             if task == "mv" and len(rles) != 1:
                 raise ValueError("an MV example has exactly one mask")
+            gold = check_option(task, row["gold"]) if row.get("gold") else ""
             out.append(Example(task, cache[name], row["phrase"], rles, label, row.get("correct", label),
-                               row.get("kind", ""), {"image": name}))
+                               row.get("kind", ""), {"image": name}, gold))
         except (KeyError, ValueError, OSError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: {exc}") from exc
     return out
@@ -288,15 +292,36 @@ class Heldout:
         return self._encoded[key]
 
 
+def calibration_label(example: Example) -> str:
+    """The verdict a threshold is calibrated on: the adjudicated one where the example has it."""
+    return example.gold or example.label
+
+
+def _threshold_groups(task: str, examples: Sequence[Example]) -> dict[str, np.ndarray]:
+    """Which held-out items each threshold is chosen on. MV: every mask. EV: ``ev`` on questions with boxes
+    (are these masks all of them?) and ``ev_zero`` on zero-box questions (is the concept absent?), because
+    routing uses them for different claims and their precision at one P(accept) differs."""
+    if task == "mv":
+        return {"mv": np.ones(len(examples), dtype=bool)}
+    zero = np.array([not e.rles for e in examples], dtype=bool)
+    return {"ev": ~zero, "ev_zero": zero}
+
+
 def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, config: TrainConfig,
              device: torch.device | str | None = None) -> dict:
-    """Calibrate each task on the calibration half and report on the test half (see module docstring)."""
+    """Calibrate each task on the calibration half and report on the test half (see module docstring).
+
+    Temperatures and thresholds are fitted on each item's calibration label (``calibration_label``: the
+    adjudicated verdict where there is one); the report compares with the single verdicts, and gives the
+    precision at each threshold against the adjudicated verdicts on the test half."""
     device = torch.device(device) if device is not None else resolve_device(config.device)
     result = {"temperature": {}, "thresholds": {}, "metrics": {}}
     for task in TASKS:
         examples = heldout.examples.get(task) or []
+        groups = _threshold_groups(task, examples)
         if not examples:
-            result["temperature"][task], result["thresholds"][task] = 1.0, None
+            result["temperature"][task] = 1.0
+            result["thresholds"].update({name: None for name in groups})
             continue
         options = options_for(task)
         if hasattr(model, "set_adapter"):
@@ -304,27 +329,39 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         logits = heldout_logits(model, processor, letter_ids, examples, size=size, device=device,
                                 encoded=heldout.encoded(task, processor, size=size))
         labels = [e.label for e in examples]
-        calib, test = heldout.halves(task)
-        y = np.array([options.index(label) for label in labels])
-        temperature = calibration.fit_temperature(logits[calib], y[calib])
+        calib, test = (np.array(half, dtype=np.int64) for half in heldout.halves(task))
+        y_cal = np.array([options.index(calibration_label(e)) for e in examples])
+        temperature = calibration.fit_temperature(logits[calib], y_cal[calib])
         accept_idx = [options.index(o) for o in ACCEPTS[task]]
         p_accept = calibration.softmax(logits, temperature)[:, accept_idx].sum(axis=1)
-        human_accept = np.isin(y, accept_idx)
-        threshold = calibration.select_threshold(p_accept[calib], human_accept[calib], config.target_precision,
-                                                 min_support=config.min_support)
+        calibrated_accept = np.isin(y_cal, accept_idx)
         test_labels = [labels[i] for i in test]
         report = calibration.report(logits[test], test_labels, options, temperature=temperature,
-                                    accept_options=ACCEPTS[task], target_precision=config.target_precision,
-                                    threshold=threshold)
+                                    accept_options=ACCEPTS[task], target_precision=config.target_precision)
+        report["calibration_labels"] = ("adjudicated" if all(examples[i].gold for i in calib) else
+                                        "single verdicts" if not any(examples[i].gold for i in calib) else
+                                        "adjudicated where available")
+        report["thresholds"] = {}
+        for name, member in groups.items():
+            cal, tst = calib[member[calib]], test[member[test]]
+            threshold = calibration.select_threshold(p_accept[cal], calibrated_accept[cal], config.target_precision,
+                                                     min_support=config.min_support)
+            chosen = tst[p_accept[tst] >= threshold] if threshold is not None else tst[:0]
+            report["thresholds"][name] = {
+                "threshold": threshold, "n_calibration": int(len(cal)), "n_test": int(len(tst)),
+                "test_coverage": float(len(chosen) / len(tst)) if len(tst) else 0.0,
+                "test_precision_vs_adjudicated": float(calibrated_accept[chosen].mean()) if len(chosen) else None,
+                "test_precision_vs_single": float(np.isin([options.index(labels[i]) for i in chosen],
+                                                          accept_idx).mean()) if len(chosen) else None}
+            result["thresholds"][name] = threshold
         predicted = calibration.softmax(logits[test], temperature).argmax(axis=1)
         by_kind: dict[str, list[int]] = {}
         for i, p in zip(test, predicted):
             example = examples[i]
             by_kind.setdefault(example.kind or "all", []).append(int(options[p] == (example.correct or example.label)))
         report["accuracy_vs_truth_by_kind"] = {k: round(float(np.mean(v)), 4) for k, v in sorted(by_kind.items())}
-        report["raw_accuracy_calibration_half"] = float((logits[calib].argmax(axis=1) == y[calib]).mean())
+        report["raw_accuracy_calibration_half"] = float((logits[calib].argmax(axis=1) == y_cal[calib]).mean())
         result["temperature"][task] = temperature
-        result["thresholds"][task] = threshold
         result["metrics"][task] = report
     return result
 
@@ -489,7 +526,7 @@ def _curve_row(step: int, stage: str, loss: float | None, evaluation: dict, elap
             row[f"{task}_accuracy"] = round(metrics["accuracy"], 4)
             row[f"{task}_kappa"] = round(metrics["cohen_kappa"], 4)
             row[f"{task}_auc"] = round(metrics.get("accept_auc", float("nan")), 4)
-            row[f"{task}_threshold"] = evaluation["thresholds"][task]
+            row.update({f"{name}_threshold": t["threshold"] for name, t in metrics["thresholds"].items()})
     return row
 
 
@@ -585,6 +622,8 @@ def write_readme(folder: str | Path, manifest: dict) -> None:
               f"- steps {training.get('steps')} (batch {training.get('batch_size')}), "
               f"{training.get('minutes')} min, stage `{training.get('stage')}`",
               f"- temperature {manifest.get('temperature')}",
+              *([f"- recalibrated with `python -m verifiers.calibrate` from `{manifest['calibration']['from_version']}` "
+                 f"on {manifest['calibration']['data'].get('source')} (same weights)"] if manifest.get("calibration") else []),
               f"- auto-accept thresholds at target precision {manifest.get('target_precision')}: "
               f"{manifest.get('thresholds')} (None = nothing is auto-accepted)", "",
               "## Learning curve (held-out test share; accuracy vs the annotator's verdicts)", "",
@@ -598,7 +637,7 @@ def write_readme(folder: str | Path, manifest: dict) -> None:
         lines += ["", f"## {task.upper()} report (n = {metrics['n']})", "",
                   f"accuracy {metrics['accuracy']:.3f}, Cohen's κ {metrics['cohen_kappa']:.3f}, "
                   f"accept AUC {metrics.get('accept_auc', float('nan')):.3f}, NLL {metrics['nll']:.3f}; "
-                  f"at the threshold: {metrics.get('at_threshold')}", "",
+                  f"calibrated on {metrics.get('calibration_labels')}; thresholds: {metrics.get('thresholds')}", "",
                   f"accuracy against the error-free answer by kind: {metrics.get('accuracy_vs_truth_by_kind')}", "",
                   "precision of auto-accepting the top share by P(accept): " + ", ".join(
                       f"{r['coverage']:.0%}: {r['precision']:.3f}" for r in metrics["precision_at_coverage"])]

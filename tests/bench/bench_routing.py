@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -159,8 +160,14 @@ def ai_routing(project, ground_truth, annotator_config) -> dict:
         "to_correction": states.get(DatapointState.CORRECTION, 0),
         "taken_out": states.get(DatapointState.REJECTED, 0),
         "failed": states.get(DatapointState.FAILED, 0),
+        "to_human_check": states.get(DatapointState.MASK_VERIFICATION, 0)
+        + states.get(DatapointState.EXHAUSTIVITY_VERIFICATION, 0),
         "sampled_for_review": HumanTask.objects.filter(project=project, kind=TaskKind.REVIEW).count(),
         "states_after_routing": dict(states),
+        # Why items reached a human: each routing reason without its numbers (one datapoint may have several).
+        "reasons": dict(Counter(re.sub(r"[\d.]+", "#", reason.strip()).split(" (")[0]
+                                for text in datapoints.exclude(reason="").values_list("reason", flat=True)
+                                for reason in text.split(";"))),
     }
 
 
@@ -422,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         "hard negatives; same media, pairs and SAM 3 proposals in both arms",
         f"SAM 3 {sam3_manifest.get('model_version')} ({sam3_path}); verifier {verifier_manifest.get('model_version')} "
         f"({verifier_path}), thresholds at target precision {verifier_manifest.get('target_precision')}: "
-        f"{verifier_thresholds}" + (" -> it auto-accepts nothing" if not verifier_thresholds
-                                    or None in verifier_thresholds.values() else ""),
+        f"{verifier_thresholds}" + (" -> it auto-accepts nothing" if not any((verifier_thresholds or {}).values())
+                                    else " (None: that claim always goes to a human; ev_zero = 'not present')"),
         "escaped error rate = accepted datapoints with a wrong mask, a false 'not present' or a missed instance on "
         "an exhaustive datapoint / accepted datapoints (ground truth exact)",
         "human share = datapoints with >= 1 human task / datapoints; AI verification costs no human seconds",

@@ -3,7 +3,7 @@ import pytest
 
 from dataengine.annotation import services
 from dataengine.annotation.models import HumanTask, Mask, TaskKind, TaskState, Verdict
-from dataengine.annotation.verifying import decide_route, sampled_for_audit, store_verifier_result, submit_review, \
+from dataengine.annotation.verifying import Thresholds, decide_route, sampled_for_audit, store_verifier_result, submit_review, \
     verifier_precision
 from dataengine.concepts.models import DatapointState, FinalLabel
 from dataengine.engine.config import ProjectConfig
@@ -13,7 +13,7 @@ from tests.platform.factories import box_mask, image, propose
 
 pytestmark = [pytest.mark.pg, pytest.mark.django_db]
 
-CALIBRATED = {"target_precision": 0.98, "thresholds": {"mv": 0.8, "ev": 0.9}}
+CALIBRATED = {"target_precision": 0.98, "thresholds": {"mv": 0.8, "ev": 0.9, "ev_zero": 0.9}}
 
 
 @pytest.fixture
@@ -76,13 +76,69 @@ def test_a_confident_verified_negative_needs_no_human(phase2):
     assert (dp.state, dp.final_label) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE)
 
 
-def test_uncertain_exhaustivity_goes_to_correction_with_the_reason(phase2):
+def test_a_negative_the_verifier_leans_to_but_cannot_certify_gets_a_human_exhaustivity_check(phase2, alice):
+    dp = proposed(phase2, [], phrase="green star")
+    verify(phase2, dp, [], ev_probs(0.85), presence=0.02)
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and "not confident the concept is absent" in dp.reason
+    task = services.lease_next_task(phase2, alice, TaskKind.EXHAUSTIVITY_VERIFICATION)
+    assert task.datapoint_id == dp.pk
+    services.submit_exhaustivity_verification(task.pk, user=alice, lease_token=task.lease_token, decision="accept",
+                                              seconds=24)
+    dp.refresh_from_db()
+    assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, False)
+
+
+def test_masks_the_ai_kept_but_cannot_certify_get_human_mask_checks_then_exhaustivity(phase2, alice):
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)])
+    verify(phase2, dp, [0.95, 0.1], ev_probs(0.6))
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.MASK_VERIFICATION and "EV not confident" in dp.reason
+    assert sorted(Mask.objects.filter(datapoint=dp).values_list("state", flat=True)) == ["proposed", "rejected"]
+    task = services.lease_next_task(phase2, alice, TaskKind.MASK_VERIFICATION)
+    assert task.mask.state == "proposed" and not services.lease_next_task(phase2, alice, TaskKind.CORRECTION)
+    services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, decision="accept", seconds=2)
+    task = services.lease_next_task(phase2, alice, TaskKind.EXHAUSTIVITY_VERIFICATION)
+    outcome = services.submit_exhaustivity_verification(task.pk, user=alice, lease_token=task.lease_token,
+                                                        decision="reject", seconds=24)
+    assert outcome.datapoint.state == DatapointState.CORRECTION  # a human found more: correct it
+
+
+def test_what_the_ai_leans_to_reject_goes_to_correction_with_the_reason(phase2):
     dp = proposed(phase2, [box_mask(0, 0, 20, 20)])
-    verify(phase2, dp, [0.95], ev_probs(0.6))
+    verify(phase2, dp, [0.95], ev_probs(0.3))
     dp.refresh_from_db()
     assert dp.state == DatapointState.CORRECTION and "EV not confident" in dp.reason
     task = HumanTask.objects.get(datapoint=dp)
-    assert (task.kind, task.state, task.priority) == (TaskKind.CORRECTION, TaskState.QUEUED, 50)
+    assert (task.kind, task.state, task.priority) == (TaskKind.CORRECTION, TaskState.QUEUED, 80)
+
+
+def test_a_project_can_send_every_uncertified_item_to_correction(phase2):
+    phase2.config = {**phase2.config, "human_check_min_ev": 1.01}
+    phase2.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)])
+    verify(phase2, dp, [0.95], ev_probs(0.6))
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.CORRECTION
+
+
+def test_a_verifier_calibrated_only_for_absence_settles_negatives_and_sends_masks_to_humans(phase2):
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "thresholds": {"mv": None, "ev": None,
+                                                                                  "ev_zero": 0.9}}
+    phase2.active_verifier.save()
+    negative = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
+    job = Job.objects.get(task_name="verifiers.verify_datapoint.v1", payload__datapoint=negative.pk)
+    assert job.payload["mv_accept_threshold"] == 1.0, "no MV threshold: EV is asked about zero boxes"
+    negative.proposals.update(presence_score=0.1)
+    verify(phase2, negative, [0.1], ev_probs(0.97), presence=0.03)
+    negative.refresh_from_db()
+    assert (negative.state, negative.final_label) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE)
+    assert list(Mask.objects.filter(datapoint=negative).values_list("state", flat=True)) == ["rejected"]
+    positive = proposed(phase2, [box_mask(0, 0, 20, 20)])
+    verify(phase2, positive, [0.99], ev_probs(0.97))
+    positive.refresh_from_db()
+    assert positive.state == DatapointState.MASK_VERIFICATION and \
+        "not calibrated for the target precision (masks)" in positive.reason
 
 
 def test_a_verifier_without_thresholds_for_the_target_precision_accepts_nothing(phase2):
@@ -91,7 +147,7 @@ def test_a_verifier_without_thresholds_for_the_target_precision_accepts_nothing(
     dp = proposed(phase2, [box_mask(0, 0, 20, 20)])
     verify(phase2, dp, [0.99], ev_probs(0.99))
     dp.refresh_from_db()
-    assert dp.state == DatapointState.CORRECTION and "not calibrated" in dp.reason
+    assert not dp.auto_accepted and dp.state == DatapointState.MASK_VERIFICATION and "not calibrated" in dp.reason
 
 
 def test_flag_label_takes_the_phrase_out_of_circulation(phase2):
@@ -160,9 +216,16 @@ def test_the_route_is_a_pure_function_of_the_scores():
     config = ProjectConfig()
     route = decide_route(mv={1: mv_probs(0.9), 2: mv_probs(0.2)}, ev=ev_probs(0.95), ev_mask_ids=[1],
                          sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 400}, image_area=3072,
-                         phrase="red circle", config=config, t_mv=0.8, t_ev=0.9)
+                         phrase="red circle", config=config, thresholds=Thresholds(0.8, 0.9, 0.9))
     assert (route.auto_accept, route.accepted_mask_ids, route.reasons) == (True, [1], [])
     tiny = decide_route(mv={1: mv_probs(0.9)}, ev=ev_probs(0.95), ev_mask_ids=[1], sam3_presence=0.9,
-                        ai_presence=0.1, mask_areas={1: 1}, image_area=3072, phrase="x", config=config, t_mv=0.8,
-                        t_ev=0.9)
+                        ai_presence=0.1, mask_areas={1: 1}, image_area=3072, phrase="x", config=config,
+                        thresholds=Thresholds(0.8, 0.9, 0.9))
     assert not tiny.auto_accept and any("disagree" in r for r in tiny.reasons) and "tiny instances" in tiny.reasons
+
+
+def test_every_mask_the_route_accepts_meets_the_mv_threshold():
+    route = decide_route(mv={1: mv_probs(0.95), 2: mv_probs(0.7)}, ev=ev_probs(0.99), ev_mask_ids=[1, 2],
+                         sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 400}, image_area=3072,
+                         phrase="red circle", config=ProjectConfig(), thresholds=Thresholds(0.8, 0.9, 0.9))
+    assert not route.auto_accept and "a mask below the MV threshold 0.80" in route.reasons

@@ -38,6 +38,17 @@ def test_weak_or_small_evidence_gives_no_threshold():
     assert calibration.select_threshold([], [], 0.98) is None
 
 
+def test_fallible_single_verdicts_hide_a_perfect_verifier_and_adjudicated_ones_do_not():
+    rng = np.random.default_rng(3)
+    truth = rng.random(4000) < 0.6
+    p = np.where(truth, 0.99, 0.01)  # a verifier that is never wrong
+    flips = rng.random((3, 4000)) < 0.03  # three annotators, 3 % mistakes each, independent
+    votes = truth ^ flips
+    single, majority = votes[0], votes.sum(axis=0) >= 2
+    assert calibration.select_threshold(p, single, 0.98) is None  # measured precision ~0.97: capped by the labels
+    assert calibration.select_threshold(p, majority, 0.98) == 0.99
+
+
 def test_ties_are_accepted_together():
     p = [0.9] * 100 + [0.8] * 100
     ok = [True] * 100 + [True] * 60 + [False] * 40

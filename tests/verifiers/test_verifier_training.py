@@ -29,6 +29,17 @@ def test_synthetic_examples_follow_the_simulated_annotator_rules():
     assert {"mv_good", "mv_wrong_object", "ev_complete", "ev_zero_present", "ev_vague"} <= seen
 
 
+def test_adjudicated_verdicts_are_the_majority_of_independent_annotators_and_err_less():
+    examples = [e for i in range(30) for e in scene_examples(0, i, error_rate=0.2)]
+    single = sum(e.label != e.correct for e in examples) / len(examples)
+    adjudicated = sum(e.gold != e.correct for e in examples) / len(examples)
+    # One annotator errs at 0.2; a majority of three at 3 * 0.2**2 * 0.8 + 0.2**3 = 0.104.
+    assert 0.14 < single < 0.26 and adjudicated < 0.15 and adjudicated < single - 0.04
+    assert all(e.gold for e in examples)
+    alone = [e for i in range(5) for e in scene_examples(0, i, error_rate=0.2, adjudicators=1)]
+    assert all(e.gold == e.label for e in alone)
+
+
 def test_corrections_imply_good_mv_and_ev_examples(scene_image, scene_rles):
     examples = correction_examples(scene_image, "yellow shape", added=scene_rles[:1], final=scene_rles)
     assert [(e.task, e.label, len(e.rles)) for e in examples] == [("mv", "accept", 1), ("ev", "accept", 2)]
@@ -42,8 +53,8 @@ def _write_examples(tmp_path: Path) -> tuple[Path, Path]:
         examples = list(scene_examples(0, index))
         name = f"scene_{index}.png"
         examples[0].image.save(images / name)
-        lines += [json.dumps({"task": e.task, "image": name, "phrase": e.phrase, "rles": e.rles, "label": e.label})
-                  for e in examples]
+        lines += [json.dumps({"task": e.task, "image": name, "phrase": e.phrase, "rles": e.rles, "label": e.label,
+                              "gold": e.gold}) for e in examples]
     path = tmp_path / "examples.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path, images
@@ -75,12 +86,14 @@ def test_train_command_writes_a_calibrated_checkpoint_with_a_report(tmp_path):
                  "--base-steps", "2", "--adapter-steps", "2", "--batch-size", "4", "--eval-every", "2", "--heldout-fraction", "0.3",
                  "--min-support", "5", "--warmup-steps", "1"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["temperature"]) == set(manifest["thresholds"]) == {"mv", "ev"}
+    assert set(manifest["temperature"]) == {"mv", "ev"}
+    assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero"}
     assert manifest["target_precision"] == 0.98
     assert manifest["training"]["config"]["adapter_steps"] == 2 and manifest["training"]["config"]["shuffle_prob"] == 1
     for task in ("mv", "ev"):
         report = manifest["metrics"][task]
-        assert {"accuracy", "cohen_kappa", "confusion", "precision_at_coverage"} <= set(report)
+        assert {"accuracy", "cohen_kappa", "confusion", "precision_at_coverage", "thresholds"} <= set(report)
+        assert report["calibration_labels"] == "adjudicated"
     # The best evaluation is kept: the base-stage one, or the final one after the adapters if it is as good.
     assert [row["stage"] for row in manifest["learning_curve"]] in (["base"], ["base", "final"])
     assert "Learning curve" in (out / "README.md").read_text()
@@ -91,11 +104,38 @@ def test_train_command_writes_a_calibrated_checkpoint_with_a_report(tmp_path):
 def test_committed_tiny_checkpoint_loads_with_its_calibration(tmp_path):
     verifier = load_verifier(str(CHECKPOINT), cache_dir=tmp_path)
     manifest = verifier.manifest
-    assert manifest["target_precision"] == 0.98 and set(manifest["thresholds"]) == {"mv", "ev"}
+    assert manifest["target_precision"] == 0.98 and set(manifest["thresholds"]) == {"mv", "ev", "ev_zero"}
     assert all(t is None or 0 < t <= 1 for t in manifest["thresholds"].values())
+    assert manifest["thresholds"]["ev_zero"] is not None, "the committed verifier settles confident negatives"
+    assert manifest["metrics"]["ev"]["thresholds"]["ev_zero"]["test_precision_vs_adjudicated"] >= 0.98
     assert manifest["training"]["data"]["source"].startswith("synthetic")
     assert manifest["learning_curve"] and (CHECKPOINT / "README.md").is_file()
     assert sum(p.stat().st_size for p in CHECKPOINT.rglob("*") if p.is_file()) < 20_000_000
+
+
+@pytest.mark.slow
+def test_recalibration_makes_a_new_version_that_names_its_source(tmp_path, tiny_checkpoint):
+    from verifiers.calibrate import main
+
+    path, images = _write_examples(tmp_path)
+    out = tmp_path / "recalibrated"
+    assert main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--examples", str(path), "--images",
+                 str(images), "--target-precision", "0.9", "--min-support", "3", "--calibration-fraction", "0.5"]) == 0
+    source = json.loads((tiny_checkpoint / "manifest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["calibration"]["from_version"] == source["model_version"] != manifest["model_version"]
+    assert manifest["target_precision"] == 0.9 and set(manifest["thresholds"]) == {"mv", "ev", "ev_zero"}
+    assert manifest["files"]["base/model.safetensors"] == source["files"]["base/model.safetensors"]  # same weights
+    assert manifest["metrics"]["mv"]["calibration_labels"] == "adjudicated"  # the lines carry "gold"
+    assert load_verifier(str(out), cache_dir=tmp_path).manifest["model_version"] == manifest["model_version"]
+
+
+def test_recalibration_refuses_a_target_it_cannot_mean(tmp_path, tiny_checkpoint):
+    from verifiers.calibrate import main
+
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--synthetic",
+              "--target-precision", "1.5"])
 
 
 def test_training_questions_shuffle_the_options_and_target_the_right_letter(scene_image, scene_rles):

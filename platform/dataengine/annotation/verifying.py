@@ -7,7 +7,9 @@ set of masks it would accept (EV); ``annotation.store_verdicts.v1`` records the 
   verdicts for the project's target precision and stored in the version's manifest) and nothing marks the
   item failure-prone; a sampled share of these goes to human review, which measures AI precision;
 - "flag label" / "whole image" take the phrase out of circulation for that image, with the reason;
-- everything else goes to the human correction queue, highest expected value first.
+- items the AI leans to accept but cannot certify, with no failure sign, get a human check (MV of the masks it
+  kept, then EV), the cheap question; everything else goes to the human correction queue, highest expected
+  value first.
 
 A verifier version without thresholds for the project's target precision auto-accepts nothing: a weak or
 uncalibrated verifier sends more work to humans, never more errors into the data.
@@ -23,6 +25,7 @@ from django.db import transaction
 
 from dataengine.annotation.models import (
     EVOption,
+    HumanTask,
     Mask,
     MaskState,
     MVOption,
@@ -54,13 +57,24 @@ MV_ACCEPTS = (MVOption.ACCEPT, MVOption.ACCEPT_AS_TEXT)
 TAKES_OUT = (MVOption.FLAG_LABEL, MVOption.WHOLE_IMAGE)
 
 
-def thresholds_for(version: ModelVersion, target_precision: float) -> tuple[float | None, float | None]:
-    """(MV, EV) accept thresholds stored with the verifier version, or None where they do not reach the target."""
+@dataclass(frozen=True)
+class Thresholds:
+    """A verifier version's auto-accept thresholds on P(accept) at one target precision; None: not calibrated.
+
+    ``mv`` judges a mask, ``ev`` a set of accepted masks (exhaustive?), ``ev_zero`` zero boxes (not present?)."""
+
+    mv: float | None = None
+    ev: float | None = None
+    ev_zero: float | None = None
+
+
+def thresholds_for(version: ModelVersion, target_precision: float) -> Thresholds:
+    """The thresholds stored with the verifier version, or none where they were not chosen for this target."""
     manifest = version.manifest or {}
     if float(manifest.get("target_precision", 0.0)) < target_precision:
-        return None, None
-    thresholds = manifest.get("thresholds") or {}
-    return thresholds.get("mv"), thresholds.get("ev")
+        return Thresholds()
+    stored = manifest.get("thresholds") or {}
+    return Thresholds(stored.get("mv"), stored.get("ev"), stored.get("ev_zero"))
 
 
 # ---------------------------------------------------------------- enqueue
@@ -70,14 +84,14 @@ def request_verification(datapoint: Datapoint) -> Job:
     """Create the verification job for a datapoint whose proposal was just stored; enqueue it after commit."""
     project = datapoint.project
     version = project.active_verifier
-    t_mv, _ = thresholds_for(version, ProjectConfig.of(project).target_precision)
+    t_mv = thresholds_for(version, ProjectConfig.of(project).target_precision).mv
     masks = list(datapoint.masks.filter(state=MaskState.PROPOSED).order_by("id"))
     payload = {
         "media_uri": media_uri(datapoint.media.storage_name),
         "phrase": datapoint.concept.phrase,
         "masks": [{"id": m.pk, "rle": m.rle} for m in masks],
         "model": {"version": version.name, "uri": version.uri},
-        # Without a calibrated threshold no mask counts as accepted for EV: the item goes to a human anyway.
+        # Without a calibrated MV threshold no mask counts as accepted: EV then judges zero boxes ("not present").
         "mv_accept_threshold": t_mv if t_mv is not None else 1.0,
     }
     job, created = get_or_create_job(
@@ -107,6 +121,7 @@ class Route:
     take_out: str | None = None  # the reason when the phrase leaves circulation
     reasons: list[str] = field(default_factory=list)  # why a human gets it
     priority: int = 0
+    human_check: bool = False  # a human confirms the AI's answer (MV + EV) rather than correcting from scratch
 
 
 def p_accept(probabilities: dict) -> float:
@@ -115,8 +130,12 @@ def p_accept(probabilities: dict) -> float:
 
 def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_presence: float,
                  ai_presence: float, mask_areas: dict[int, int], image_area: int, phrase: str,
-                 config: ProjectConfig, t_mv: float | None, t_ev: float | None) -> Route:
-    """Where one datapoint goes after the AI verifiers, from their probabilities and the proposal."""
+                 config: ProjectConfig, thresholds: Thresholds) -> Route:
+    """Where one datapoint goes after the AI verifiers, from their probabilities and the proposal.
+
+    EV judged the masks MV accepted (``ev_mask_ids``). With masks, auto-accepting needs every one of them at the
+    MV threshold and EV at the ``ev`` threshold; with none, EV's "accept" claims the concept is absent and must
+    meet the ``ev_zero`` threshold (a verified negative)."""
     for mask_id, probabilities in mv.items():
         top = max(probabilities, key=probabilities.get)
         if top in TAKES_OUT and probabilities[top] >= 0.5:
@@ -125,25 +144,37 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     if top_ev in (EVOption.FLAG_LABEL, EVOption.WHOLE_IMAGE) and ev[top_ev] >= 0.5:
         return Route(False, [], take_out=f"AI exhaustivity verification: {top_ev} ({ev[top_ev]:.2f})")
     accepted = [m for m in ev_mask_ids if m in mv]
+    ev_accept = float(ev.get(EVOption.ACCEPT, 0.0))
     reasons = []
-    if t_mv is None or t_ev is None:
-        reasons.append("verifier not calibrated for the target precision")
-    elif float(ev.get(EVOption.ACCEPT, 0.0)) < t_ev:
-        reasons.append(f"EV not confident the masks are exhaustive (P(accept) {ev.get(EVOption.ACCEPT, 0.0):.2f} "
-                       f"< {t_ev:.2f})")
+    if accepted:
+        if thresholds.mv is None or thresholds.ev is None:
+            reasons.append("verifier not calibrated for the target precision (masks)")
+        elif any(p_accept(mv[m]) < thresholds.mv for m in accepted):
+            reasons.append(f"a mask below the MV threshold {thresholds.mv:.2f}")
+        elif ev_accept < thresholds.ev:
+            reasons.append(f"EV not confident the masks are exhaustive (P(accept) {ev_accept:.2f} < "
+                           f"{thresholds.ev:.2f})")
+    elif thresholds.ev_zero is None:
+        reasons.append("verifier not calibrated for the target precision (not present)")
+    elif ev_accept < thresholds.ev_zero:
+        reasons.append(f"EV not confident the concept is absent (P(accept | zero boxes) {ev_accept:.2f} < "
+                       f"{thresholds.ev_zero:.2f})")
+    signs = []  # failure-prone items: a human corrects them whatever the verifiers say
     if abs(sam3_presence - 0.5) < config.presence_margin:
-        reasons.append(f"SAM 3 presence {sam3_presence:.2f} near the threshold")
+        signs.append(f"SAM 3 presence {sam3_presence:.2f} near the threshold")
     if (sam3_presence >= 0.5) != (ai_presence >= 0.5):
-        reasons.append(f"model and verifier disagree on presence ({sam3_presence:.2f} vs {ai_presence:.2f})")
+        signs.append(f"model and verifier disagree on presence ({sam3_presence:.2f} vs {ai_presence:.2f})")
     if len(mv) >= config.crowded_instances:
-        reasons.append(f"crowded: {len(mv)} proposed instances")
+        signs.append(f"crowded: {len(mv)} proposed instances")
     if any(area < config.tiny_instance_fraction * image_area for area in mask_areas.values()):
-        reasons.append("tiny instances")
+        signs.append("tiny instances")
     if phrase in config.low_score_phrases:
-        reasons.append("the current model scores low on this phrase")
+        signs.append("the current model scores low on this phrase")
+    reasons += signs
     # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
-    priority = round(100 * (1 - float(ev.get(EVOption.ACCEPT, 0.0)))) + 10 * len(reasons)
-    return Route(not reasons, accepted, reasons=reasons, priority=priority)
+    priority = round(100 * (1 - ev_accept)) + 10 * len(reasons)
+    human_check = bool(reasons) and not signs and ev_accept >= config.human_check_min_ev
+    return Route(not reasons, accepted, reasons=reasons, priority=priority, human_check=human_check)
 
 
 def sampled_for_audit(datapoint_id: int, rate: float) -> bool:
@@ -189,7 +220,6 @@ def _to_correction(datapoint: Datapoint, reasons: list[str], priority: int) -> N
 def _apply(datapoint: Datapoint, result: dict) -> None:
     config = ProjectConfig.of(datapoint.project)
     version = ModelVersion.objects.get(name=result["model_version"])
-    t_mv, t_ev = thresholds_for(version, config.target_precision)
     masks = {m.pk: m for m in datapoint.masks.filter(state=MaskState.PROPOSED)}
     templates = result.get("template_versions", {})
     mv = {}
@@ -211,9 +241,10 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
         mv=mv, ev=ev, ev_mask_ids=list(result["ev"]["mask_ids"]),
         sam3_presence=proposal.presence_score if proposal else 0.0, ai_presence=float(result["presence_score"]),
         mask_areas={pk: m.area for pk, m in masks.items()}, image_area=datapoint.media.width * datapoint.media.height,
-        phrase=datapoint.concept.phrase, config=config, t_mv=t_mv, t_ev=t_ev)
+        phrase=datapoint.concept.phrase, config=config, thresholds=thresholds_for(version, config.target_precision))
+    kept = MaskState.PROPOSED if route.human_check else MaskState.ACCEPTED  # a human check verifies them
     for pk, mask in masks.items():
-        mask.state = MaskState.ACCEPTED if pk in route.accepted_mask_ids else MaskState.REJECTED
+        mask.state = kept if pk in route.accepted_mask_ids else MaskState.REJECTED
     Mask.objects.bulk_update(masks.values(), ["state"])
     datapoint.revision += 1
     datapoint.save(update_fields=["revision"])
@@ -225,8 +256,23 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
         datapoint.save(update_fields=["auto_accepted"])
         if sampled_for_audit(datapoint.pk, config.audit_rate):
             _queue(datapoint, TaskKind.REVIEW, config.ev_priority)
+    elif route.human_check:
+        _to_human_check(datapoint, [masks[pk] for pk in route.accepted_mask_ids], route, config)
     else:
         _to_correction(datapoint, route.reasons, route.priority)
+
+
+def _to_human_check(datapoint: Datapoint, kept: list[Mask], route: Route, config: ProjectConfig) -> None:
+    """Phase 1's questions on the AI's answer: MV of each mask it kept, then EV (annotation.services)."""
+    datapoint.state = DatapointState.MASK_VERIFICATION if kept else DatapointState.EXHAUSTIVITY_VERIFICATION
+    datapoint.reason = "; ".join(route.reasons)
+    datapoint.save(update_fields=["state", "reason", "updated_at"])
+    if kept:
+        HumanTask.objects.bulk_create([HumanTask(project_id=datapoint.project_id, kind=TaskKind.MASK_VERIFICATION,
+                                                 datapoint=datapoint, mask=mask, priority=config.mv_priority)
+                                       for mask in kept])
+    else:
+        _queue(datapoint, TaskKind.EXHAUSTIVITY_VERIFICATION, config.ev_priority)
 
 
 # ---------------------------------------------------------------- human review of AI-accepted items
