@@ -1,7 +1,8 @@
 """Train a verifier: ``python -m verifiers.train --examples EXAMPLES.jsonl --images DIR --out FOLDER [...]``.
 
-An example line is ``{"task": "mv"|"ev", "image": path under --images, "phrase", "rles": [RLE, ...], "label"}``
-(the platform's human MV/EV verdicts plus the signals corrections imply). ``--init URI`` starts from an existing
+An example line is ``{"task": "mv"|"ev", "image": path under --images, "phrase", "rles": [RLE, ...], "label"[, "gold"]}``
+(``manage.py export_verifier_examples`` writes them from a project: its human MV/EV verdicts, what corrections
+imply, and the gold set's verdict where it has the pair). ``--init URI`` starts from an existing
 verifier (folder, s3:// or preset:tiny); the default trains its adapters only. A held-out share (by image and
 phrase) is kept for calibration and the report.
 
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         streams, heldout, data = _synthetic_sources(config, world_seed=args.world_seed,
                                                     heldout_per_task=args.heldout_per_task,
                                                     error_rate=args.annotator_error_rate)
+        data["init"] = args.init  # a continued run names the verifier it started from
     else:
         if args.images is None:
             parser.error("--examples needs --images")

@@ -1,0 +1,126 @@
+"""A project's human decisions as verifier training examples (the JSONL ``python -m verifiers.train --examples``
+and ``python -m verifiers.calibrate --examples`` read), with the images they refer to.
+
+Rows, one question each (``{"task", "image", "phrase", "rles", "label", "kind"[, "gold"]}``):
+
+* every human mask verification: the mask and the human's option (``human_mv``);
+* every human exhaustivity verification: the masks the human saw boxed — those a human MV had accepted before
+  it (none: the zero-boxes question) — and the human's option (``human_ev``);
+* the signals a finished correction implies (docs/data-engine.md §3): each human-drawn mask of the final set is
+  a good MV example and the final set a good EV example, both "accept" (``correction_added``,
+  ``correction_final``).
+
+``gold``: where the project's frozen gold set has the same image and phrase, the verdict its instances imply
+(MV accept iff the mask's best IoU with a gold instance reaches ``GOLD_MV_IOU``; EV accept iff every gold
+instance is covered at ``GOLD_COVER_IOU``). Calibration uses it instead of the single human verdict, whose
+mistakes would cap the precision any verifier can be measured at.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from django.core.files.storage import default_storage
+
+from dataengine.annotation.models import (
+    CorrectionOutcome,
+    Mask,
+    MaskSource,
+    MaskState,
+    MVOption,
+    Verdict,
+    VerdictKind,
+)
+from dataengine.concepts.models import Datapoint, DatapointState
+from model import rle as rle_lib
+
+GOLD_MV_IOU = 0.75
+GOLD_COVER_IOU = 0.5
+MV_ACCEPTS = (MVOption.ACCEPT, MVOption.ACCEPT_AS_TEXT)
+
+
+def _ious(rles: list[dict], gold: list[dict]) -> np.ndarray:
+    if not rles or not gold:
+        return np.zeros((len(rles), len(gold)))
+    return np.asarray(rle_lib.iou(rles, gold), dtype=float).reshape(len(rles), len(gold))
+
+
+def gold_mv(rle: dict, gold: list[dict]) -> str:
+    """The MV verdict the gold instances imply for one mask."""
+    return "accept" if gold and _ious([rle], gold).max() >= GOLD_MV_IOU else "reject"
+
+
+def gold_ev(rles: list[dict], gold: list[dict]) -> str:
+    """The EV verdict the gold instances imply for a set of boxed masks (a negative with no masks: accept)."""
+    if not gold:
+        return "accept"
+    if not rles:
+        return "reject"
+    return "accept" if (_ious(rles, gold).max(axis=0) >= GOLD_COVER_IOU).all() else "reject"
+
+
+def image_name(media) -> str:
+    """The file name an example row uses for its image: content-addressed, with the stored file's suffix."""
+    return media.sha256 + PurePosixPath(media.storage_name).suffix
+
+
+def verifier_examples(project, media: dict | None = None) -> list[dict]:
+    """The rows (see the module docstring) for every human decision of ``project``, oldest first; ``media``, if
+    given, receives each row's media item by image name."""
+    media = {} if media is None else media
+    gold_sets: dict[tuple[int, int], list[dict]] = {}
+    for mask in Mask.objects.filter(datapoint__project=project, datapoint__is_gold=True, state=MaskState.ACCEPTED,
+                                    iscrowd=False).select_related("datapoint"):
+        gold_sets.setdefault((mask.datapoint.media_id, mask.datapoint.concept_id), []).append(mask.rle)
+    gold_pairs = set(Datapoint.objects.filter(project=project, is_gold=True).values_list("media_id", "concept_id"))
+
+    def row(task: str, dp, rles: list[dict], label: str, kind: str) -> dict:
+        media[image_name(dp.media)] = dp.media
+        out = {"task": task, "image": image_name(dp.media), "phrase": dp.concept.phrase, "rles": rles,
+               "label": label, "kind": kind}
+        key = (dp.media_id, dp.concept_id)
+        if key in gold_pairs:
+            gold = gold_sets.get(key, [])
+            out["gold"] = gold_mv(rles[0], gold) if task == "mv" else gold_ev(rles, gold)
+        return out
+
+    rows = []
+    verdicts = (Verdict.objects.filter(datapoint__project=project, datapoint__is_gold=False, by_ai=False,
+                                       kind__in=[VerdictKind.MASK, VerdictKind.EXHAUSTIVITY, VerdictKind.CORRECTION])
+                .select_related("datapoint__media", "datapoint__concept", "mask").order_by("id"))
+    accepted_by_human: dict[int, list[tuple[int, dict]]] = {}  # datapoint -> (verdict id, mask rle)
+    for verdict in verdicts:
+        dp = verdict.datapoint
+        if verdict.kind == VerdictKind.MASK:
+            rows.append(row("mv", dp, [verdict.mask.rle], verdict.decision, "human_mv"))
+            if verdict.decision in MV_ACCEPTS:
+                accepted_by_human.setdefault(dp.pk, []).append((verdict.pk, verdict.mask.rle))
+        elif verdict.kind == VerdictKind.EXHAUSTIVITY:
+            seen = [rle for pk, rle in accepted_by_human.get(dp.pk, []) if pk < verdict.pk]
+            rows.append(row("ev", dp, seen, verdict.decision, "human_ev"))
+        elif verdict.decision == CorrectionOutcome.COMPLETE and dp.state == DatapointState.ACCEPTED:
+            final = list(dp.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
+            rows += [row("mv", dp, [m.rle], "accept", "correction_added") for m in final
+                     if m.source == MaskSource.HUMAN]
+            rows.append(row("ev", dp, [m.rle for m in final], "accept", "correction_final"))
+    return rows
+
+
+def write_verifier_examples(project, folder: str | Path) -> dict:
+    """Write ``folder/examples.jsonl`` and ``folder/images/`` (each image once, from media storage); a summary."""
+    folder = Path(folder)
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    media: dict = {}
+    rows = verifier_examples(project, media)
+    for name, item in media.items():
+        if not (images / name).exists():
+            with default_storage.open(item.storage_name, "rb") as source:
+                (images / name).write_bytes(source.read())
+    (folder / "examples.jsonl").write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["kind"]] = counts.get(r["kind"], 0) + 1
+    return {"examples": len(rows), "by_kind": counts, "with_gold": sum("gold" in r for r in rows),
+            "images": len(media), "folder": str(folder)}

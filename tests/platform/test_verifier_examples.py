@@ -1,0 +1,99 @@
+"""A project's human decisions become verifier training examples, adjudicated by its gold set where it has one."""
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from dataengine.annotation import services
+from dataengine.annotation.models import Mask, TaskKind
+from dataengine.annotation.verifier_examples import gold_ev, gold_mv, verifier_examples, write_verifier_examples
+from dataengine.engine.exports import import_gold
+from model import rle as rle_lib
+from tests.platform.factories import HEIGHT, WIDTH, box_mask, image, propose
+
+pytestmark = [pytest.mark.pg, pytest.mark.django_db]
+
+CIRCLE, OTHER_CIRCLE, WRONG = box_mask(0, 0, 20, 20), box_mask(40, 20, 60, 40), box_mask(30, 0, 38, 8)
+
+
+def gold_document(media) -> dict:
+    """The project's frozen gold set for the image: two red circles, no blue star."""
+    return {"images": [{"id": 1, "file_name": media.name, "text_input": "red circle", "width": WIDTH, "height": HEIGHT},
+                       {"id": 2, "file_name": media.name, "text_input": "blue star", "width": WIDTH, "height": HEIGHT}],
+            "annotations": [{"id": i, "image_id": 1, "segmentation": rle_lib.encode(m), "iscrowd": 0}
+                            for i, m in enumerate((CIRCLE, OTHER_CIRCLE), 1)]}
+
+
+def work(project, user, kind, **answer):
+    task = services.lease_next_task(project, user, kind)
+    submit = {TaskKind.MASK_VERIFICATION: services.submit_mask_verification,
+              TaskKind.EXHAUSTIVITY_VERIFICATION: services.submit_exhaustivity_verification,
+              TaskKind.CORRECTION: services.submit_correction}[kind]
+    if kind == TaskKind.CORRECTION:
+        answer["datapoint_revision"] = task.datapoint.revision
+    return submit(task.pk, user=user, lease_token=task.lease_token, seconds=5, **answer)
+
+
+@pytest.fixture
+def annotated(project, alice):
+    """Phase 1 on one image: a positive with a right and a wrong proposal (MV, EV rejects, a correction adds the
+    missed circle) and a negative with no proposal (EV accepts)."""
+    media = image(project, "scene.png")
+    import_gold(project, gold_document(media))
+    dps = propose(project, media, {"red circle": [CIRCLE, WRONG], "blue star": []})
+    right, wrong = Mask.objects.filter(datapoint=dps["red circle"]).order_by("id")
+    decisions = {right.pk: "accept", wrong.pk: "accept"}  # the wrong one too: a human mistake
+    for _ in range(2):
+        task = services.lease_next_task(project, alice, TaskKind.MASK_VERIFICATION)
+        services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token,
+                                          decision=decisions[task.mask_id], seconds=2)
+    work(project, alice, TaskKind.EXHAUSTIVITY_VERIFICATION, decision="accept")  # blue star: queued first
+    work(project, alice, TaskKind.EXHAUSTIVITY_VERIFICATION, decision="reject")  # red circle: one is missing
+    work(project, alice, TaskKind.CORRECTION, outcome="complete", masks=[
+        services.MaskInput(mask_id=right.pk), services.MaskInput(rle=rle_lib.encode(OTHER_CIRCLE))])
+    return project, media
+
+
+def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(annotated):
+    project, media = annotated
+    rows = verifier_examples(project)
+    summary = [(r["task"], r["kind"], r["phrase"], len(r["rles"]), r["label"], r.get("gold")) for r in rows]
+    assert sorted(summary) == sorted([
+        ("mv", "human_mv", "red circle", 1, "accept", "accept"),
+        ("mv", "human_mv", "red circle", 1, "accept", "reject"),  # the gold set overrules the mistake
+        ("ev", "human_ev", "blue star", 0, "accept", "accept"),  # zero boxes: not present
+        ("ev", "human_ev", "red circle", 2, "reject", "reject"),  # both MV-accepted masks were boxed
+        ("mv", "correction_added", "red circle", 1, "accept", "accept"),
+        ("ev", "correction_final", "red circle", 2, "accept", "accept"),
+    ])
+    assert {r["image"] for r in rows} == {f"{media.sha256}.png"}
+
+
+def test_the_export_is_what_the_verifier_trainer_reads(annotated, tmp_path):
+    from verifiers.training import load_examples
+
+    project, media = annotated
+    summary = write_verifier_examples(project, tmp_path)
+    assert (summary["examples"], summary["with_gold"], summary["images"]) == (6, 6, 1)
+    assert summary["by_kind"] == {"human_mv": 2, "human_ev": 2, "correction_added": 1, "correction_final": 1}
+    examples = load_examples(tmp_path / "examples.jsonl", tmp_path / "images")
+    assert [e.gold for e in examples] == [json.loads(line)["gold"] for line in
+                                          (tmp_path / "examples.jsonl").read_text().splitlines()]
+    assert examples[0].image.size == (WIDTH, HEIGHT)
+
+
+def test_the_command_names_a_missing_project_or_one_without_verdicts(project, tmp_path, capsys):
+    with pytest.raises(CommandError, match="no project with id 999"):
+        call_command("export_verifier_examples", "999", str(tmp_path))
+    with pytest.raises(CommandError, match="no human verdicts"):
+        call_command("export_verifier_examples", str(project.pk), str(tmp_path))
+
+
+def test_gold_verdicts_follow_the_iou_rules():
+    gold = [rle_lib.encode(CIRCLE), rle_lib.encode(OTHER_CIRCLE)]
+    nearly = rle_lib.encode(box_mask(0, 0, 20, 18))  # IoU 0.9
+    half = rle_lib.encode(box_mask(0, 0, 20, 10))  # IoU 0.5: covers, but is not a good mask
+    assert (gold_mv(nearly, gold), gold_mv(half, gold), gold_mv(nearly, [])) == ("accept", "reject", "reject")
+    assert gold_ev([nearly, half], gold) == "reject"  # the second circle is not covered
+    assert gold_ev([half, rle_lib.encode(OTHER_CIRCLE)], gold) == "accept"
+    assert (gold_ev([], []), gold_ev([nearly], []), gold_ev([], gold)) == ("accept", "accept", "reject")
