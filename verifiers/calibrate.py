@@ -24,7 +24,7 @@ from verifiers.training import Heldout, TrainConfig, evaluate, load_examples, wr
 def recalibrate(verifier, heldout: Heldout, out: str | Path, *, config: TrainConfig, data: dict) -> dict:
     """Fit temperatures and thresholds of ``verifier`` on ``heldout`` and save it to ``out``; the new manifest."""
     evaluation = evaluate(verifier.model, verifier.processor, verifier.letter_ids, heldout,
-                          size=verifier.render_size, config=config, device="cpu")
+                          size=verifier.render_size, config=config)
     previous = dict(verifier.manifest)
     manifest = {
         "temperature": evaluation["temperature"],

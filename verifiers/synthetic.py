@@ -12,7 +12,8 @@ simulated annotator (platform/simulated_annotator/decisions.py, importable with 
 Labels are the annotator's decisions (with its configured error rate, like human verdicts); ``correct`` is the
 error-free answer; ``gold`` is the adjudicated verdict, the majority of ``adjudicators`` independent annotators
 (the first is the one whose decision is ``label``), as a gold set is triple-annotated (SA-Co/Gold): thresholds
-are calibrated on it, because a single fallible verdict caps the precision any verifier can be measured at. The world has no text, sensitive or whole-image phrases, so those options never occur here.
+are calibrated on it, because a single fallible verdict caps the precision any verifier can be measured at.
+The world has no text, sensitive or whole-image phrases, so those options never occur here.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Train a verifier: ``python -m verifiers.train --examples EXAMPLES.jsonl --images DIR --out FOLDER [...]``.
 
-An example line is ``{"task": "mv"|"ev", "image": path under --images, "phrase", "rles": [RLE, ...], "label"[, "gold"]}``
-(``manage.py export_verifier_examples`` writes them from a project: its human MV/EV verdicts, what corrections
-imply, and the gold set's verdict where it has the pair). ``--init URI`` starts from an existing
+An example line is ``{"task": "mv"|"ev", "image": path under --images, "phrase", "rles": [RLE, ...], "label"}``
+and optionally ``"gold"``, the adjudicated verdict that calibration uses (``manage.py export_verifier_examples``
+writes them from a project: its human MV/EV verdicts, what corrections imply, and the gold set's verdict where
+it has the pair). ``--init URI`` starts from an existing
 verifier (folder, s3:// or preset:tiny); the default trains its adapters only. A held-out share (by image and
 phrase) is kept for calibration and the report.
 

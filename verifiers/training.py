@@ -618,12 +618,14 @@ def write_readme(folder: str | Path, manifest: dict) -> None:
              "with `python -m verifiers.train` (see `training` in manifest.json for the exact config and data).",
              "Labels are SIMULATED-annotator verdicts on the synthetic shapes world, not human data.", ""]
     training = manifest.get("training", {})
+    calibrated = manifest.get("calibration")
+    recalibrated = [f"- recalibrated with `python -m verifiers.calibrate` from `{calibrated['from_version']}` on "
+                    f"{calibrated['data'].get('source')} (same weights)"] if calibrated else []
     lines += [f"- code version `{manifest.get('code_version')}`, templates {manifest.get('template_versions')}",
               f"- steps {training.get('steps')} (batch {training.get('batch_size')}), "
               f"{training.get('minutes')} min, stage `{training.get('stage')}`",
               f"- temperature {manifest.get('temperature')}",
-              *([f"- recalibrated with `python -m verifiers.calibrate` from `{manifest['calibration']['from_version']}` "
-                 f"on {manifest['calibration']['data'].get('source')} (same weights)"] if manifest.get("calibration") else []),
+              *recalibrated,
               f"- auto-accept thresholds at target precision {manifest.get('target_precision')}: "
               f"{manifest.get('thresholds')} (None = nothing is auto-accepted)", "",
               "## Learning curve (held-out test share; accuracy vs the annotator's verdicts)", "",

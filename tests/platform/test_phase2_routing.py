@@ -3,8 +3,8 @@ import pytest
 
 from dataengine.annotation import services
 from dataengine.annotation.models import HumanTask, Mask, TaskKind, TaskState, Verdict
-from dataengine.annotation.verifying import Thresholds, decide_route, sampled_for_audit, store_verifier_result, submit_review, \
-    verifier_precision
+from dataengine.annotation.verifying import Thresholds, decide_route, sampled_for_audit, store_verifier_result, \
+    submit_review, verifier_precision
 from dataengine.concepts.models import DatapointState, FinalLabel
 from dataengine.engine.config import ProjectConfig
 from dataengine.engine.models import Job, JobState, ModelKind
