@@ -32,13 +32,21 @@ def test_quick_lease_benchmark_leases_over_http_without_duplicates(tmp_path):
     assert report["setup"]["machine_cores"] == os.cpu_count()
 
 
+def test_make_bench_runs_every_benchmark_module_in_its_own_process(capfd):
+    from tests.bench.__main__ import BENCHMARKS, main
+
+    assert main(["--help"]) == 0  # each module parses its arguments in a fresh interpreter
+    printed = capfd.readouterr().out
+    assert printed.count("usage:") == len(BENCHMARKS) == 5
+
+
 def test_verifier_benchmark_reports_throughput_per_batch_size_with_rendering_apart(tmp_path, monkeypatch):
     import torch
 
     from tests.bench import bench_verifier
     from tests.bench.__main__ import BENCHMARKS
 
-    assert bench_verifier in BENCHMARKS  # make bench runs it
+    assert "bench_verifier" in BENCHMARKS  # make bench runs it
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path))
     threads = torch.get_num_threads()
     try:
@@ -108,10 +116,9 @@ def _check_arm_accounting(arm: dict, time_model: dict) -> None:
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_quick_routing_benchmark_runs_both_phases_on_the_same_datapoints(tmp_path):
-    from tests.bench import bench_routing
     from tests.bench.__main__ import BENCHMARKS
 
-    assert bench_routing in BENCHMARKS  # make bench runs it
+    assert "bench_routing" in BENCHMARKS  # make bench runs it
     report = _routing_report(tmp_path, "--quick")
     for key in ("phase2_over_phase1_masks_per_human_hour", "escaped_error_rate_phase1", "escaped_error_rate_phase2",
                 "human_share_phase2", "ai_precision_audited", "masks_per_human_hour_phase1",
