@@ -18,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+from verifiers.model import save_verifier
 from verifiers.training import Heldout, TrainConfig, evaluate, load_examples, write_readme
 
 
@@ -35,8 +36,6 @@ def recalibrate(verifier, heldout: Heldout, out: str | Path, *, config: TrainCon
                         "target_precision": config.target_precision, "min_support": config.min_support,
                         "calibration_fraction": heldout.calibration_fraction},
     }
-    from verifiers.model import save_verifier
-
     verifier.manifest = {k: v for k, v in previous.items() if k != "model_version"}
     full = save_verifier(verifier, out, manifest=manifest)
     write_readme(out, full)

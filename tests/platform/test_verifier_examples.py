@@ -5,7 +5,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from dataengine.annotation import services
-from dataengine.annotation.models import Mask, TaskKind
+from dataengine.annotation.models import Mask, TaskKind, Verdict, VerdictKind
 from dataengine.annotation.verifier_examples import gold_ev, gold_mv, verifier_examples, write_verifier_examples
 from dataengine.engine.exports import import_gold
 from model import rle as rle_lib
@@ -67,6 +67,15 @@ def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(anno
         ("ev", "correction_final", "red circle", 2, "accept", "accept"),
     ])
     assert {r["image"] for r in rows} == {f"{media.sha256}.png"}
+
+
+def test_a_datapoint_corrected_twice_gives_its_final_set_once(annotated, alice):
+    project, _ = annotated
+    before = verifier_examples(project)
+    positive = Verdict.objects.get(kind=VerdictKind.CORRECTION).datapoint
+    # As after an audit sent the accepted datapoint back and a second correction confirmed it.
+    Verdict.objects.create(kind=VerdictKind.CORRECTION, datapoint=positive, decision="complete", user=alice, seconds=9)
+    assert verifier_examples(project) == before
 
 
 def test_the_export_is_what_the_verifier_trainer_reads(annotated, tmp_path):

@@ -126,6 +126,8 @@ def test_recalibration_makes_a_new_version_that_names_its_source(tmp_path, tiny_
     assert manifest["calibration"]["from_version"] == source["model_version"] != manifest["model_version"]
     assert manifest["target_precision"] == 0.9 and set(manifest["thresholds"]) == {"mv", "ev", "ev_zero"}
     assert manifest["files"]["base/model.safetensors"] == source["files"]["base/model.safetensors"]  # same weights
+    adapter = json.loads((out / "adapters" / "mv" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] is None  # no local path of the machine that saved it
     assert manifest["metrics"]["mv"]["calibration_labels"] == "adjudicated"  # the lines carry "gold"
     assert load_verifier(str(out), cache_dir=tmp_path).manifest["model_version"] == manifest["model_version"]
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 from django.core.files.storage import default_storage
 
 from dataengine.annotation.models import (
@@ -40,15 +39,9 @@ GOLD_COVER_IOU = 0.5
 MV_ACCEPTS = (MVOption.ACCEPT, MVOption.ACCEPT_AS_TEXT)
 
 
-def _ious(rles: list[dict], gold: list[dict]) -> np.ndarray:
-    if not rles or not gold:
-        return np.zeros((len(rles), len(gold)))
-    return np.asarray(rle_lib.iou(rles, gold), dtype=float).reshape(len(rles), len(gold))
-
-
 def gold_mv(rle: dict, gold: list[dict]) -> str:
     """The MV verdict the gold instances imply for one mask."""
-    return "accept" if gold and _ious([rle], gold).max() >= GOLD_MV_IOU else "reject"
+    return "accept" if gold and rle_lib.iou([rle], gold).max() >= GOLD_MV_IOU else "reject"
 
 
 def gold_ev(rles: list[dict], gold: list[dict]) -> str:
@@ -57,7 +50,7 @@ def gold_ev(rles: list[dict], gold: list[dict]) -> str:
         return "accept"
     if not rles:
         return "reject"
-    return "accept" if (_ious(rles, gold).max(axis=0) >= GOLD_COVER_IOU).all() else "reject"
+    return "accept" if (rle_lib.iou(rles, gold).max(axis=0) >= GOLD_COVER_IOU).all() else "reject"
 
 
 def image_name(media) -> str:
@@ -89,17 +82,19 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
     verdicts = (Verdict.objects.filter(datapoint__project=project, datapoint__is_gold=False, by_ai=False,
                                        kind__in=[VerdictKind.MASK, VerdictKind.EXHAUSTIVITY, VerdictKind.CORRECTION])
                 .select_related("datapoint__media", "datapoint__concept", "mask").order_by("id"))
-    accepted_by_human: dict[int, list[tuple[int, dict]]] = {}  # datapoint -> (verdict id, mask rle)
+    accepted_by_human: dict[int, list[dict]] = {}  # datapoint -> masks a human MV accepted so far (id order)
+    corrected: set[int] = set()  # the final set counts once, however many corrections led to it
     for verdict in verdicts:
         dp = verdict.datapoint
         if verdict.kind == VerdictKind.MASK:
             rows.append(row("mv", dp, [verdict.mask.rle], verdict.decision, "human_mv"))
             if verdict.decision in MV_ACCEPTS:
-                accepted_by_human.setdefault(dp.pk, []).append((verdict.pk, verdict.mask.rle))
+                accepted_by_human.setdefault(dp.pk, []).append(verdict.mask.rle)
         elif verdict.kind == VerdictKind.EXHAUSTIVITY:
-            seen = [rle for pk, rle in accepted_by_human.get(dp.pk, []) if pk < verdict.pk]
-            rows.append(row("ev", dp, seen, verdict.decision, "human_ev"))
-        elif verdict.decision == CorrectionOutcome.COMPLETE and dp.state == DatapointState.ACCEPTED:
+            rows.append(row("ev", dp, list(accepted_by_human.get(dp.pk, [])), verdict.decision, "human_ev"))
+        elif (verdict.decision == CorrectionOutcome.COMPLETE and dp.state == DatapointState.ACCEPTED
+              and dp.pk not in corrected):
+            corrected.add(dp.pk)
             final = list(dp.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
             rows += [row("mv", dp, [m.rle], "accept", "correction_added") for m in final
                      if m.source == MaskSource.HUMAN]
