@@ -68,7 +68,26 @@ def build_from_scratch(arch: ArchConfig, seed: int = 0) -> tuple[Sam3Model, Sam3
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Sam3Model(arch_config(arch, processor))
+    spread_reference_boxes(model)
     return model.train(), processor
+
+
+def spread_reference_boxes(model: Sam3Model, size: float = 0.25) -> None:
+    """Start the decoder's queries on a grid of boxes covering the image.
+
+    transformers initialises ``reference_points`` near 0, i.e. every query starts on the same centred box;
+    from scratch the queries then never separate (the tiny model's last decoder layer gave all 16 queries one
+    vector: one logit, one box offset, at the base rate). Distinct starting boxes give each query its own region
+    through the box relative-position bias, as DETR variants with anchor boxes do.
+    """
+    weight = model.detr_decoder.reference_points.weight
+    n = weight.shape[0]
+    side = int(n**0.5 + 0.999)
+    index = torch.arange(n, dtype=torch.float32)
+    cx, cy = (index % side + 0.5) / side, (index // side + 0.5) / ((n + side - 1) // side)
+    boxes = torch.stack([cx, cy, torch.full_like(cx, size), torch.full_like(cx, size)], dim=1)
+    with torch.no_grad():
+        weight.copy_(torch.logit(boxes.clamp(1e-3, 1 - 1e-3)))
 
 
 def arch_dict(arch: ArchConfig) -> dict:

@@ -122,6 +122,7 @@ class Trainer:
         self.work.mkdir(parents=True, exist_ok=True)
         self.cache_dir = Path(cache_dir or self.work / "cache")
         self.curve: list[dict] = []
+        self.probe: Batch | None = None  # a fixed training batch for the collapse diagnostics
         self.best: dict | None = None
 
     # -- setup ---------------------------------------------------------------------------------
@@ -195,6 +196,8 @@ class Trainer:
         try:
             predictor = ConceptPredictor((self.inner, self.processor), device=self.device)
             metrics = evaluate_predictor(predictor, self.eval_gold, self.eval_images)
+            if self.probe is not None:
+                metrics.update(query_diversity(self.inner, self.probe, self.device))
         finally:
             self.inner.train()
         return metrics
@@ -262,6 +265,8 @@ class Trainer:
                                mask_size=self.mask_size, start=0, stop=config.steps, workers=config.data_workers)
         step = 0
         for step, batch in enumerate(batches, start=1):
+            if self.probe is None:
+                self.probe = batch
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(step - 1, config, time.monotonic() - start)
             terms = self.train_step(batch)
@@ -340,6 +345,19 @@ class Trainer:
         shutil.copytree(folder, target)
 
 
+@torch.no_grad()
+def query_diversity(model: Any, batch: Batch, device: torch.device) -> dict[str, float]:
+    """Collapse diagnostics on a fixed batch (last decoder layer): how much the class logit varies over the
+    queries of one pair, and how much the boxes vary over pairs (different images and phrases). Both near zero
+    means the decoder gives every query the same vector whatever the image: DETR's collapsed state, where the
+    class head can only predict the base rate."""
+    outputs = forward_pcs(model, batch.pixel_values.to(device), batch.scene_index.to(device),
+                          batch.input_ids.to(device), batch.attention_mask.to(device))
+    logits, boxes = outputs["logits"][-1].float(), outputs["boxes"][-1].float()
+    return {"query_logit_spread": round(float(logits.std(1).mean()), 5),
+            "box_spread_over_images": round(float(boxes.std(0).mean()), 5)}
+
+
 def learning_curve_markdown(manifest: dict) -> str:
     """A short README for a published checkpoint: what it is, how it was trained, and its learning curve."""
     config = manifest.get("train_config", {})
@@ -353,8 +371,9 @@ def learning_curve_markdown(manifest: dict) -> str:
         f"{config.get('phrases_per_scene')} phrases per step, lr {config.get('lr')}, "
         f"{manifest.get('last_step')} steps run, step {manifest.get('selected_step')} kept (best held-out cgF1).",
         "",
-        "| step | wall (min) | loss | presence loss | cgF1 | pmF1 | IL_MCC | top-score AUC | top-1 hit | mask recall |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| step | wall (min) | loss | presence loss | cgF1 | pmF1 | IL_MCC | top-score AUC | top-1 hit | mask recall "
+        "| query spread |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     nan = float("nan")
     for point in manifest.get("learning_curve", []):
@@ -363,10 +382,11 @@ def learning_curve_markdown(manifest: dict) -> str:
             f"| {point['step']} | {point['wall_s'] / 60:.1f} | {loss.get('total', nan):.2f} | "
             f"{loss.get('presence', nan):.3f} | {ev.get('cgF1', nan):.1f} | {ev.get('pmF1', nan):.3f} | "
             f"{ev.get('IL_MCC', nan):.3f} | {ev.get('top_score_auc', nan):.3f} | {ev.get('top1_hit', nan):.3f} | "
-            f"{ev.get('best_mask_recall', nan):.3f} |")
+            f"{ev.get('best_mask_recall', nan):.3f} | {ev.get('query_logit_spread', nan):.3f} |")
     lines += ["", "cgF1 is ×100 (official evaluator `model.eval` where available); top-1 hit: the best-scoring query"
               " overlaps a true instance at IoU ≥ 0.5; mask recall: instances covered at IoU ≥ 0.5 by one of the"
-              " top-6 masks; AUC: top score, positive vs negative pairs."]
+              " top-6 masks; AUC: top score, positive vs negative pairs; query spread: std of the class logit over"
+              " one pair's queries (≈ 0: the decoder has collapsed, every query the same)."]
     if manifest.get("test_metrics"):
         lines += ["", "Held-out test set (not used for selection): `" + json.dumps(
             {k: round(v, 4) if isinstance(v, float) else v for k, v in manifest["test_metrics"].items()}) + "`"]

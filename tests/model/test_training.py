@@ -111,6 +111,18 @@ def synthetic_batch(processor, *, negative_fraction: float, seed: int = 3, scene
     return collate(data.batch(0), processor.tokenizer, image_size=TINY.image_size, mask_size=32)
 
 
+def test_a_model_from_scratch_starts_its_queries_on_distinct_boxes_across_the_image(tiny_model):
+    model, processor = tiny_model
+    batch = synthetic_batch(processor, negative_fraction=0.0)
+    with torch.no_grad():
+        boxes = forward_pcs(model.eval(), batch.pixel_values, batch.scene_index, batch.input_ids,
+                            batch.attention_mask)["boxes"][0, 0]  # first layer's input boxes, one pair
+    model.train()
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    assert len({tuple(c) for c in centres.round(decimals=2).tolist()}) == TINY.num_queries
+    assert centres.min() < 0.25 and centres.max() > 0.75, "the starting boxes cover the image"
+
+
 def test_negative_pairs_train_only_the_presence_head(tiny_model):
     model, processor = tiny_model
     batch = synthetic_batch(processor, negative_fraction=1.0)

@@ -141,6 +141,30 @@ def test_a_verifier_calibrated_only_for_absence_settles_negatives_and_sends_mask
         "not calibrated for the target precision (masks)" in positive.reason
 
 
+def test_masks_a_verifier_without_an_mv_threshold_rejected_still_reach_a_human_check(phase2, alice):
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "thresholds": {"mv": None, "ev": None,
+                                                                                  "ev_zero": 0.9}}
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)])
+    job = Job.objects.get(task_name="verifiers.verify_datapoint.v1", payload__datapoint=dp.pk)
+    result = {"task": job.task_name, "model_version": phase2.active_verifier.name,
+              "template_versions": {"mv": "mv.v1", "ev": "ev.v1"}, "presence_score": 0.9, "error": None,
+              "mv": [{"mask_id": m["id"], "probabilities": mv_probs(0.3)} for m in job.payload["masks"]],
+              "ev": {"mask_ids": [], "probabilities": ev_probs(0.1)}}  # zero boxes: "the concept is present"
+    store_verifier_result(job.pk, result)
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.MASK_VERIFICATION, "not a correction from scratch: the proposals may be right"
+    assert sorted(Mask.objects.filter(datapoint=dp).values_list("state", flat=True)) == ["proposed", "proposed"]
+    for _ in range(2):
+        task = services.lease_next_task(phase2, alice, TaskKind.MASK_VERIFICATION)
+        services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, decision="accept",
+                                          seconds=2)
+    task = services.lease_next_task(phase2, alice, TaskKind.EXHAUSTIVITY_VERIFICATION)
+    outcome = services.submit_exhaustivity_verification(task.pk, user=alice, lease_token=task.lease_token,
+                                                        decision="accept", seconds=24)
+    assert (outcome.datapoint.state, outcome.datapoint.final_label) == (DatapointState.ACCEPTED, FinalLabel.POSITIVE)
+
+
 def test_a_verifier_without_thresholds_for_the_target_precision_accepts_nothing(phase2):
     phase2.active_verifier.manifest = {"target_precision": 0.9, "thresholds": {"mv": 0.5, "ev": 0.5}}
     phase2.active_verifier.save()
@@ -171,7 +195,8 @@ def test_failure_prone_items_reach_a_human_even_when_the_verifiers_are_confident
     dp.proposals.update(presence_score=presence)
     verify(phase2, dp, mv_accept, ev_probs(0.97))
     dp.refresh_from_db()
-    assert dp.state == DatapointState.CORRECTION and reason in dp.reason
+    assert not dp.auto_accepted and dp.state == DatapointState.MASK_VERIFICATION and reason in dp.reason
+    assert HumanTask.objects.filter(datapoint=dp, kind=TaskKind.MASK_VERIFICATION).count() == len(mv_accept)
 
 
 def test_a_sampled_share_of_auto_accepted_items_goes_to_review_and_measures_precision(phase2, alice):

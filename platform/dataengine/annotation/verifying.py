@@ -122,6 +122,7 @@ class Route:
     reasons: list[str] = field(default_factory=list)  # why a human gets it
     priority: int = 0
     human_check: bool = False  # a human confirms the AI's answer (MV + EV) rather than correcting from scratch
+    check_mask_ids: list[int] = field(default_factory=list)  # the masks a human check verifies
 
 
 def p_accept(probabilities: dict) -> float:
@@ -135,7 +136,13 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
 
     EV judged the masks MV accepted (``ev_mask_ids``). With masks, auto-accepting needs every one of them at the
     MV threshold and EV at the ``ev`` threshold; with none, EV's "accept" claims the concept is absent and must
-    meet the ``ev_zero`` threshold (a verified negative)."""
+    meet the ``ev_zero`` threshold (a verified negative).
+
+    Whatever is not auto-accepted goes to a human. A human check (Phase 1's questions: MV, then EV, then a
+    correction only if the human finds the set incomplete) verifies the masks MV kept when the version has a
+    calibrated MV threshold, and every proposed mask when it has none: a verifier that cannot certify a mask cannot
+    be trusted to drop one either. It goes straight to correction only when EV, judging the very set the human
+    would check, leans to reject it (P(accept) < ``human_check_min_ev``): then the check would be wasted time."""
     for mask_id, probabilities in mv.items():
         top = max(probabilities, key=probabilities.get)
         if top in TAKES_OUT and probabilities[top] >= 0.5:
@@ -159,7 +166,7 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     elif ev_accept < thresholds.ev_zero:
         reasons.append(f"EV not confident the concept is absent (P(accept | zero boxes) {ev_accept:.2f} < "
                        f"{thresholds.ev_zero:.2f})")
-    signs = []  # failure-prone items: a human corrects them whatever the verifiers say
+    signs = []  # failure-prone items: a human sees them whatever the verifiers say
     if abs(sam3_presence - 0.5) < config.presence_margin:
         signs.append(f"SAM 3 presence {sam3_presence:.2f} near the threshold")
     if (sam3_presence >= 0.5) != (ai_presence >= 0.5):
@@ -173,8 +180,10 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     reasons += signs
     # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
     priority = round(100 * (1 - ev_accept)) + 10 * len(reasons)
-    human_check = bool(reasons) and not signs and ev_accept >= config.human_check_min_ev
-    return Route(not reasons, accepted, reasons=reasons, priority=priority, human_check=human_check)
+    checked = accepted if thresholds.mv is not None else [m for m in mv if m in mask_areas]
+    human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or sorted(checked) != sorted(accepted))
+    return Route(not reasons, accepted, reasons=reasons, priority=priority, human_check=human_check,
+                 check_mask_ids=checked if human_check else [])
 
 
 def sampled_for_audit(datapoint_id: int, rate: float) -> bool:
@@ -242,9 +251,11 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
         sam3_presence=proposal.presence_score if proposal else 0.0, ai_presence=float(result["presence_score"]),
         mask_areas={pk: m.area for pk, m in masks.items()}, image_area=datapoint.media.width * datapoint.media.height,
         phrase=datapoint.concept.phrase, config=config, thresholds=thresholds_for(version, config.target_precision))
-    kept = MaskState.PROPOSED if route.human_check else MaskState.ACCEPTED  # a human check verifies them
     for pk, mask in masks.items():
-        mask.state = kept if pk in route.accepted_mask_ids else MaskState.REJECTED
+        if route.human_check:
+            mask.state = MaskState.PROPOSED if pk in route.check_mask_ids else MaskState.REJECTED
+        else:
+            mask.state = MaskState.ACCEPTED if pk in route.accepted_mask_ids else MaskState.REJECTED
     Mask.objects.bulk_update(masks.values(), ["state"])
     datapoint.revision += 1
     datapoint.save(update_fields=["revision"])
@@ -257,13 +268,13 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
         if sampled_for_audit(datapoint.pk, config.audit_rate):
             _queue(datapoint, TaskKind.REVIEW, config.ev_priority)
     elif route.human_check:
-        _to_human_check(datapoint, [masks[pk] for pk in route.accepted_mask_ids], route, config)
+        _to_human_check(datapoint, [masks[pk] for pk in route.check_mask_ids], route, config)
     else:
         _to_correction(datapoint, route.reasons, route.priority)
 
 
 def _to_human_check(datapoint: Datapoint, kept: list[Mask], route: Route, config: ProjectConfig) -> None:
-    """Phase 1's questions on the AI's answer: MV of each mask it kept, then EV (annotation.services)."""
+    """Phase 1's questions on the AI's answer: MV of each mask to check, then EV (annotation.services)."""
     datapoint.state = DatapointState.MASK_VERIFICATION if kept else DatapointState.EXHAUSTIVITY_VERIFICATION
     datapoint.reason = "; ".join(route.reasons)
     datapoint.save(update_fields=["state", "reason", "updated_at"])

@@ -17,9 +17,10 @@ class ProjectConfig:
     # Phase 2 routing. Auto-accept only where the verifier version's calibrated thresholds (picked on held-out
     # human verdicts for this precision) are met; everything else goes to humans.
     target_precision: float = 0.98
-    # An item the AI leans to accept (EV P(accept) at least this) but cannot certify, with no failure sign, gets
-    # a human check (MV of the masks the AI kept, then EV: Phase 1's questions, ~24 s for a negative) instead of a
-    # correction from scratch (~120 s); a human "reject" still sends it to correction. 1.01: always correction.
+    # An item the AI cannot certify gets a human check (Phase 1's questions: MV of the masks to check, then EV,
+    # ~24 s for a negative) instead of a correction from scratch (~120 s); a human "reject" still sends it to
+    # correction. It goes straight to correction when EV judged the same masks and its P(accept) is below this
+    # (annotation.verifying.decide_route). 1.01: every uncertified item whose set EV judged goes to correction.
     human_check_min_ev: float = 0.5
     audit_rate: float = 0.05  # share of auto-accepted datapoints sent to human review
     presence_margin: float = 0.1  # SAM 3 presence this close to 0.5 is failure-prone
