@@ -13,6 +13,7 @@ from model.training.data import Curriculum, SyntheticScenes, collate
 from model.training.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from model.training.loss import LossConfig, Targets, batched_match, hungarian_match, pcs_loss
 from model.training.modeling import ArchConfig, build_from_scratch, forward_pcs
+from model.training.trainer import query_diversity
 from workers.train import TASK_NAME, finetune_for
 
 # 64-px input, patch 8: an 8x8 grid and 32x32 masks; fast enough for unit tests.
@@ -123,6 +124,17 @@ def test_a_model_from_scratch_starts_its_queries_on_distinct_boxes_across_the_im
     assert centres.min() < 0.25 and centres.max() > 0.75, "the starting boxes cover the image"
 
 
+def test_the_collapse_diagnostic_reads_zero_when_every_query_is_the_same_vector():
+    model, processor = build_from_scratch(TINY, seed=4)
+    batch = synthetic_batch(processor, negative_fraction=0.0)
+    healthy = query_diversity(model.eval(), batch, torch.device("cpu"))
+    with torch.no_grad():  # a decoder whose output no longer depends on the query or the image
+        model.detr_decoder.output_layer_norm.weight.zero_()
+    collapsed = query_diversity(model, batch, torch.device("cpu"))
+    assert healthy["query_logit_spread"] > 0.001
+    assert collapsed == {"query_logit_spread": 0.0, "box_spread_over_images": 0.0}
+
+
 def test_negative_pairs_train_only_the_presence_head(tiny_model):
     model, processor = tiny_model
     batch = synthetic_batch(processor, negative_fraction=1.0)
@@ -190,6 +202,7 @@ def test_train_task_writes_the_artifact_and_returns_its_manifest(tmp_path):
     assert manifest["data"]["kind"] == "synthetic" and manifest["train_config"]["steps"] == 3
     assert set(result["metrics"]) >= {"cgF1", "pmF1", "IL_MCC"}
     assert [p["step"] for p in manifest["learning_curve"]] == [3]
+    assert "query_logit_spread" in manifest["learning_curve"][0]["eval"]
     loaded = load_checkpoint(str(tmp_path / "artifact"), cache_dir=tmp_path / "cache")
     assert loaded.version == result["model_version"]
 
