@@ -303,4 +303,5 @@ def test_the_committed_tiny_checkpoint_loads_strictly_and_records_how_it_was_mad
     scene = render_scene(424242, 0, size=224)
     [proposal] = ConceptPredictor(loaded, device="cpu").propose(Image.fromarray(scene.image), [scene.phrases[0][0]],
                                                                 score_threshold=0.0, max_instances=3)
-    assert 0.0 <= proposal.presence_score <= 1.0 and len(proposal.instances) == 3
+    assert 0.0 <= proposal.presence_score <= 1.0 and 1 <= len(proposal.instances) <= 3  # empty masks are dropped
+    assert all(instance.rle["size"] == [224, 224] for instance in proposal.instances)
