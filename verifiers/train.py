@@ -107,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(config.threads)
     from verifiers.model import build_tiny_verifier, load_verifier, open_cross_attention_gates
 
+    init = None  # the verifier a continued run starts from: its URI and version (a local path alone says little)
     if args.init:
         verifier = load_verifier(args.init, cache_dir=args.cache_dir)
+        init = {"uri": args.init, "model_version": verifier.version}
         if not hasattr(verifier.model, "set_adapter"):
             parser.error("--init must be a verifier with adapters")
     else:
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         streams, heldout, data = _synthetic_sources(config, world_seed=args.world_seed,
                                                     heldout_per_task=args.heldout_per_task,
                                                     error_rate=args.annotator_error_rate)
-        data["init"] = args.init  # a continued run names the verifier it started from
+        data["init"] = init
     else:
         if args.images is None:
             parser.error("--examples needs --images")
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         streams = {t: _cycle_source(xs, f"{config.seed}:{t}") for t, xs in by_task.items() if xs}
         heldout = Heldout({t: [e for e in held if e.task == t] for t in ("mv", "ev")}, config.calibration_fraction)
         data = {"source": str(args.examples), "n_train": {t: len(v) for t, v in by_task.items()},
-                "n_heldout": {t: len(v) for t, v in heldout.examples.items()}, "init": args.init}
+                "n_heldout": {t: len(v) for t, v in heldout.examples.items()}, "init": init}
         if not args.init and not config.base_steps and not config.base_minutes:
             logging.warning("training adapters on a random base stays at chance: pass --init or --base-steps")
     manifest = run_training(verifier, streams, heldout, args.out, config=config, data=data, name=args.name)

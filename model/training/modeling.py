@@ -7,6 +7,7 @@ one scene cost one vision pass.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -82,9 +83,10 @@ def spread_reference_boxes(model: Sam3Model, size: float = 0.25) -> None:
     """
     weight = model.detr_decoder.reference_points.weight
     n = weight.shape[0]
-    side = int(n**0.5 + 0.999)
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
     index = torch.arange(n, dtype=torch.float32)
-    cx, cy = (index % side + 0.5) / side, (index // side + 0.5) / ((n + side - 1) // side)
+    cx, cy = (index % columns + 0.5) / columns, (index // columns + 0.5) / rows
     boxes = torch.stack([cx, cy, torch.full_like(cx, size), torch.full_like(cx, size)], dim=1)
     with torch.no_grad():
         weight.copy_(torch.logit(boxes.clamp(1e-3, 1 - 1e-3)))

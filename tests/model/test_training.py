@@ -117,7 +117,7 @@ def test_a_model_from_scratch_starts_its_queries_on_distinct_boxes_across_the_im
     batch = synthetic_batch(processor, negative_fraction=0.0)
     with torch.no_grad():
         boxes = forward_pcs(model.eval(), batch.pixel_values, batch.scene_index, batch.input_ids,
-                            batch.attention_mask)["boxes"][0, 0]  # first layer's input boxes, one pair
+                            batch.attention_mask)["boxes"][0, 0]  # first decoder layer's boxes, one pair
     model.train()
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     assert len({tuple(c) for c in centres.round(decimals=2).tolist()}) == TINY.num_queries

@@ -90,6 +90,9 @@ def test_train_command_writes_a_calibrated_checkpoint_with_a_report(tmp_path):
     assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero"}
     assert manifest["target_precision"] == 0.98
     assert manifest["training"]["config"]["adapter_steps"] == 2 and manifest["training"]["config"]["shuffle_prob"] == 1
+    assert manifest["training"]["data"]["init"] == {"uri": "preset:tiny?seed=0",
+                                                    "model_version": load_verifier("preset:tiny?seed=0",
+                                                                                   cache_dir=tmp_path).version}
     for task in ("mv", "ev"):
         report = manifest["metrics"][task]
         assert {"accuracy", "cohen_kappa", "confusion", "precision_at_coverage", "thresholds"} <= set(report)

@@ -181,7 +181,7 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
     priority = round(100 * (1 - ev_accept)) + 10 * len(reasons)
     checked = accepted if thresholds.mv is not None else list(mask_areas)
-    human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or sorted(checked) != sorted(accepted))
+    human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or set(checked) != set(accepted))
     return Route(not reasons, accepted, reasons=reasons, priority=priority, human_check=human_check,
                  check_mask_ids=checked if human_check else [])
 
