@@ -8,6 +8,17 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread; two oversubscribe a busy 2-core machine badly."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def make_user(db, django_user_model):
     def make(username: str, **extra):

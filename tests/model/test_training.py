@@ -22,13 +22,7 @@ TINY_CONFIG = {"arch": TINY.__dict__, "steps": 3, "scenes_per_batch": 2, "phrase
                "eval_scenes": 2, "eval_every": 3, "checkpoint_every": 3, "log_every": 1, "render_size": 112}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; two oversubscribe a busy 2-core machine badly."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def box(x0, y0, x1, y1):
