@@ -34,8 +34,8 @@ from model.provenance import code_version
 from model.sam3.build import CheckpointError, resolve_model
 from model.sam3.predictor import ConceptPredictor
 
-# The checkpoint the demo proposes with. A trained checkpoint (folder or s3:// URI) replaces it here.
-DEFAULT_CHECKPOINT = "preset:tiny?seed=0"
+# The checkpoint the demo proposes with: the tiny SAM 3 that ``make tiny-model`` trains on the synthetic world.
+DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "checkpoints" / "sam3-tiny")
 SACO_CATEGORY_ID = 1  # SA-Co files have one category, id 1; the evaluator ignores results in any other
 PRESENCE_FORMAT = "dataengine.pair-presence.v1"
 

@@ -34,6 +34,8 @@ def test_the_demo_runs_phase_one_end_to_end_and_exports_a_snapshot(tmp_path):
     assert positives + negatives + int(table["rejected (vague / flagged)"]) == datapoints
     assert int(table["human tasks: exhaustivity verification"]) >= datapoints
     assert "SIMULATED" in out.stdout
+    committed = json.loads((ROOT / "checkpoints" / "sam3-tiny" / "manifest.json").read_text())
+    assert table["model"] == committed["model_version"]  # the demo proposes with the trained tiny checkpoint
     assert (tmp_path / "dataengine.sqlite3").exists()
     [snapshot] = (tmp_path / "storage" / "snapshots").rglob("*.json")
     document = json.loads(snapshot.read_text())

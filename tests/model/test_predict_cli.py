@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictions(world):
-    """The default (untrained) model with every score kept, so that there is something to look at."""
+    """The default model (the committed tiny checkpoint) with every score kept, so that there is something to look at."""
     out, _ = world
     pred = out / "pred.json"
     assert main(["--checkpoint", "default", "--gt", str(out / "gold.json"), "--images", str(out),
@@ -29,7 +30,8 @@ def predictions(world):
 
 
 def test_default_names_one_checkpoint():
-    assert resolve_checkpoint("default") == DEFAULT_CHECKPOINT == "preset:tiny?seed=0"
+    assert resolve_checkpoint("default") == DEFAULT_CHECKPOINT
+    assert Path(DEFAULT_CHECKPOINT) == Path(__file__).resolve().parents[2] / "checkpoints" / "sam3-tiny"
     assert resolve_checkpoint("s3://models/sam3/v2") == "s3://models/sam3/v2"
 
 
@@ -50,7 +52,8 @@ def test_writes_coco_results_for_every_pair(world, predictions):
 
 def test_records_what_produced_the_predictions(predictions):
     meta = json.loads(predictions.with_suffix(".meta.json").read_text())
-    assert meta["model_version"] == DEFAULT_CHECKPOINT and meta["checkpoint"] == "default"
+    committed = json.loads((Path(DEFAULT_CHECKPOINT) / "manifest.json").read_text())["model_version"]
+    assert meta["model_version"] == committed and meta["checkpoint"] == "default"
     assert meta["n_predictions"] == len(json.loads(predictions.read_text())) and len(meta["gt_sha256"]) == 64
 
 

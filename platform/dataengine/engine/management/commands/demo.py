@@ -33,7 +33,7 @@ class Command(BaseCommand):
         say(f"Synthetic world: {len(report.created)} images ingested from {gold.parent} "
             f"({len(report.failed)} failed, {len(report.duplicates)} duplicates)")
         count = demo.create_world_datapoints(project, gold)
-        demo.promote_model_version(project, demo.tiny_model_version(options.seed))
+        demo.promote_model_version(project, demo.tiny_model_version())
         project.refresh_from_db()
         say(f"{count} datapoints; SAM 3 ({project.active_model.name}) is proposing masks ...")
         jobs = demo.request_proposals(project)  # embedded default: runs in-process right after commit
