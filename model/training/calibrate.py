@@ -1,11 +1,14 @@
 """Score calibration of a trained SAM 3: fit how its scores map to the evaluator's 0.5 cut, fold it into the weights.
 
-    python -m model.training.calibrate --checkpoint checkpoints/sam3-tiny --out DIR [--seed 9 --scenes 60]
+    python -m model.training.calibrate --checkpoint CKPT --out DIR [--scenes 150]          # synthetic sets
+    python -m model.training.calibrate --checkpoint CKPT --out DIR --gold VAL.json --test-gold TEST.json
 
 SAM 3 keeps an instance when score = sigmoid(query logit) x sigmoid(presence logit) >= 0.5 (data-engine.md §8).
 A model trained briefly ranks better than it calibrates: its presence and query logits sit too low, so most
-right answers stay under the cut (the committed tiny model: top-score AUC 0.78, median score of positives 0.25).
-This fits, on a synthetic set used for nothing else (``--seed``, never the selection or the test seed), the map
+right answers stay under the cut (sam3-ed9d46c4e53f9772 uncalibrated: top-score AUC 0.78, median top score of
+positives 0.25, so 4 of 99 held-out positive pairs reached it).
+This fits, on a gold set used for nothing else (by default a synthetic world of seed 9, which is neither the
+training run's selection seed nor its test seed; or the held-out split of a snapshot, ``--gold``), the map
 
     presence logit -> a_p * presence logit + b_p        query logit -> a_q * query logit
 
@@ -46,6 +49,7 @@ from model.eval.cgf1 import (
     summary_metrics,
 )
 from model.sam3.build import MANIFEST_NAME, CheckpointError, resolve_model, save_checkpoint, write_manifest
+from model.media import sha256_of
 from model.sam3.predictor import ConceptPredictor
 from model.synthetic import REFERENCE_SIZE, generate_world
 from model.training.evaluate import evaluate_predictor
@@ -187,51 +191,68 @@ def fold_calibration(model, calibration: ScoreCalibration) -> None:
     projection.bias.mul_(calibration.query_scale)
 
 
-def calibrate_checkpoint(uri: str, out: str | Path, *, work_dir: str | Path, seed: int = 9, scenes: int = 150,
-                         test_seed: int | None = 8, test_scenes: int | None = None, domain: str = "shapes",
-                         device: str = "cpu") -> dict:
-    """Fit on a fresh synthetic set, fold, save the calibrated checkpoint at ``out``; return its manifest.
+@dataclass(frozen=True)
+class GoldSet:
+    """An SA-Co gold file, the folder its ``file_name`` entries are in, and what it is (for the manifest)."""
 
-    The test set is the training run's (``test_seed``, its ``eval_scenes`` unless ``test_scenes`` is given), so
-    the before/after numbers compare with the learning curve's."""
+    gold: Path
+    images: Path
+    about: dict
+
+
+def synthetic_set(folder: Path, *, seed: int, scenes: int, size: int, domain: str) -> GoldSet:
+    """A synthetic gold set (generated once into ``folder``); scene i depends on (seed, i) only, so a larger set
+    of the same seed contains the smaller one."""
+    if not (folder / "gold.json").is_file():
+        generate_world(folder, seed=seed, n_images=scenes, size=size, domain=domain)
+    return GoldSet(folder / "gold.json", folder, {"kind": "synthetic", "domain": domain, "seed": seed,
+                                                   "scenes": scenes})
+
+
+def gold_file_set(gold: Path, images: Path | None = None) -> GoldSet:
+    """A gold file of the user's (e.g. the held-out split of an SA-Co snapshot)."""
+    return GoldSet(Path(gold), Path(images or Path(gold).parent),
+                   {"kind": "gold", "path": str(gold), "sha256": sha256_of(Path(gold))})
+
+
+def calibrate_checkpoint(uri: str, out: str | Path, *, work_dir: str | Path, fit: GoldSet | None = None,
+                         test: GoldSet | None = None, scenes: int = 150, device: str = "cpu") -> dict:
+    """Fit on ``fit``, fold, save the calibrated checkpoint at ``out``; return its manifest.
+
+    By default both sets are synthetic, ``scenes`` scenes of the checkpoint's domain and render size: ``fit`` a
+    world used for nothing else (seed 9), ``test`` the training run's test world (seed 8), whose first
+    ``eval_scenes`` scenes are the run's own test set. ``fit`` must never be the set the numbers are reported on."""
     work_dir = Path(work_dir)
     loaded = resolve_model(uri, cache_dir=work_dir / "cache")
     train_config = loaded.manifest.get("train_config", {})
-    render_size = train_config.get("render_size") or REFERENCE_SIZE
-    test_scenes = test_scenes or train_config.get("eval_scenes") or 30
-    fit_folder = work_dir / f"calibration-{domain}-{seed}-{scenes}"
-    if not (fit_folder / "gold.json").is_file():
-        generate_world(fit_folder, seed=seed, n_images=scenes, size=render_size, domain=domain)
-    gold = json.loads((fit_folder / "gold.json").read_text())
+    size, domain = train_config.get("render_size") or REFERENCE_SIZE, train_config.get("domain") or "shapes"
+    fit = fit or synthetic_set(work_dir / f"fit-{domain}-9-{scenes}", seed=9, scenes=scenes, size=size, domain=domain)
+    test = test or synthetic_set(work_dir / f"test-{domain}-8-{scenes}", seed=8, scenes=scenes, size=size,
+                                 domain=domain)
+    if fit.gold.resolve() == test.gold.resolve():
+        raise ValueError("the calibration must be fitted on another set than the one it is tested on")
+
     predictor = ConceptPredictor(loaded, device=device)
-    pairs = collect_candidates(predictor, gold, fit_folder)
+    pairs = collect_candidates(predictor, json.loads(fit.gold.read_text()), fit.images)
     calibration, fitted, before = fit_calibration(pairs)
     log.info("fitted %s on %d pairs: cgF1 %.2f -> %.2f", calibration, len(pairs), 100 * before["cgF1"],
              100 * fitted["cgF1"])
-
-    tests = {}
-    if test_seed is not None:
-        test_folder = work_dir / f"test-{domain}-{test_seed}-{test_scenes}"
-        if not (test_folder / "gold.json").is_file():
-            generate_world(test_folder, seed=test_seed, n_images=test_scenes, size=render_size, domain=domain)
-        tests["before"] = evaluate_predictor(predictor, test_folder / "gold.json")
+    test_before = evaluate_predictor(predictor, test.gold, test.images)
     fold_calibration(loaded.model, calibration)
-    if test_seed is not None:
-        tests["after"] = evaluate_predictor(ConceptPredictor(loaded, device=device), test_folder / "gold.json")
+    test_after = evaluate_predictor(ConceptPredictor(loaded, device=device), test.gold, test.images)
 
     manifest = {k: v for k, v in loaded.manifest.items() if k not in ("files", "created_at", "format", "model_version")}
     manifest.update(
         base_model_version=loaded.version, base_uri=uri,
         score_calibration={
             "format": CALIBRATION_FORMAT, **asdict(calibration),
-            "fitted_on": {"kind": "synthetic", "domain": domain, "seed": seed, "scenes": scenes, "n_pairs": len(pairs)},
+            "fitted_on": {**fit.about, "n_pairs": len(pairs)},
             "objective": "cgF1 (official summary, one GT file, top 6 queries per pair)",
             "fit_metrics_before": _summary(before), "fit_metrics_after": _summary(fitted),
+            "tested_on": test.about,
         },
+        test_metrics_before_calibration=test_before, test_metrics=test_after,
     )
-    if tests:
-        manifest["test_metrics_before_calibration"] = tests["before"]
-        manifest["test_metrics"] = tests["after"]
     staging = work_dir / "calibrated"
     if staging.exists():
         shutil.rmtree(staging)
@@ -252,25 +273,29 @@ def _summary(metrics: dict) -> dict:
     return {"cgF1": 100 * metrics["cgF1"], "pmF1": metrics["positive_micro_F1"], "IL_MCC": metrics["IL_MCC"]}
 
 
+def _describe(about: dict) -> str:
+    if about.get("kind") == "synthetic":
+        return f"synthetic world (domain {about['domain']}, seed {about['seed']}, {about['scenes']} scenes)"
+    return f"`{about.get('path')}`"
+
+
 def calibration_markdown(manifest: dict) -> str:
     cal = manifest["score_calibration"]
-    fit = cal["fitted_on"]
+    before, after = manifest["test_metrics_before_calibration"], manifest["test_metrics"]
     lines = [
         "", "## Score calibration", "",
         f"Calibrated from `{manifest['base_model_version']}` by `python -m model.training.calibrate` "
         f"(code {manifest.get('code_version')}): presence logit × {cal['presence_scale']:g} "
-        f"{cal['presence_bias']:+g}, query logit × {cal['query_scale']:g}, folded into the weights; fitted on "
-        f"{fit['n_pairs']} pairs of a synthetic set used for nothing else (domain {fit['domain']}, seed "
-        f"{fit['seed']}, {fit['scenes']} scenes): cgF1 {cal['fit_metrics_before']['cgF1']:.2f} → "
-        f"{cal['fit_metrics_after']['cgF1']:.2f}.",
+        f"{cal['presence_bias']:+g}, query logit × {cal['query_scale']:g}, folded into the weights. Fitted on "
+        f"{cal['fitted_on']['n_pairs']} pairs of a {_describe(cal['fitted_on'])} used for nothing else (cgF1 "
+        f"{cal['fit_metrics_before']['cgF1']:.2f} → {cal['fit_metrics_after']['cgF1']:.2f} there); tested on "
+        f"the {_describe(cal['tested_on'])}:",
+        "", "| test set | pairs | cgF1 | pmF1 | IL_MCC | IL_TP | IL_FP | top-score AUC |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    before = manifest.get("test_metrics_before_calibration")
-    if before:
-        after = manifest["test_metrics"]
-        lines += ["", "| held-out test set | cgF1 | pmF1 | IL_MCC | IL_TP | IL_FP |", "|---|---:|---:|---:|---:|---:|"]
-        for name, m in (("before calibration", before), ("after calibration", after)):
-            lines.append(f"| {name} | {m['cgF1']:.2f} | {m['pmF1']:.3f} | {m['IL_MCC']:.3f} | {m['IL_TP']} "
-                         f"| {m['IL_FP']} |")
+    for name, m in (("before calibration", before), ("after calibration", after)):
+        lines.append(f"| {name} | {m['n_pairs']} | {m['cgF1']:.2f} | {m['pmF1']:.3f} | {m['IL_MCC']:.3f} | "
+                     f"{m['IL_TP']} | {m['IL_FP']} | {m['top_score_auc']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -279,20 +304,21 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder or s3:// URI to calibrate")
     parser.add_argument("--out", required=True, type=Path, help="folder for the calibrated checkpoint")
-    parser.add_argument("--seed", type=int, default=9, help="synthetic world seed of the fitting set")
-    parser.add_argument("--scenes", type=int, default=150, help="scenes in the fitting set")
-    parser.add_argument("--test-seed", type=int, default=8, help="seed of the held-out test set (training's)")
-    parser.add_argument("--test-scenes", type=int, default=None, help="default: the training run's eval_scenes")
-    parser.add_argument("--domain", default="shapes")
+    parser.add_argument("--gold", type=Path, help="fit on this SA-Co gold file (default: a synthetic world, seed 9)")
+    parser.add_argument("--images", type=Path, help="folder of --gold's images (default: its folder)")
+    parser.add_argument("--test-gold", type=Path, help="report on this gold file (default: synthetic, seed 8)")
+    parser.add_argument("--test-images", type=Path, help="folder of --test-gold's images (default: its folder)")
+    parser.add_argument("--scenes", type=int, default=150, help="scenes in each synthetic set")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--work-dir", type=Path, default=None, help="where the generated sets are kept")
+    parser.add_argument("--work-dir", type=Path, default=None, help="where generated sets and staging are kept")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="sam3-calibrate-"))
     try:
-        manifest = calibrate_checkpoint(args.checkpoint, args.out, work_dir=work_dir, seed=args.seed,
-                                        scenes=args.scenes, test_seed=args.test_seed, test_scenes=args.test_scenes,
-                                        domain=args.domain, device=args.device)
+        fit = gold_file_set(args.gold, args.images) if args.gold else None
+        test = gold_file_set(args.test_gold, args.test_images) if args.test_gold else None
+        manifest = calibrate_checkpoint(args.checkpoint, args.out, work_dir=work_dir, fit=fit, test=test,
+                                        scenes=args.scenes, device=args.device)
     except (OSError, ValueError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

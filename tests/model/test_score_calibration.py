@@ -124,7 +124,7 @@ def test_a_map_that_would_reverse_the_ranking_is_refused():
 def test_the_cli_writes_a_new_version_that_names_its_parent_and_the_map(tmp_path, capsys):
     out = tmp_path / "calibrated"
     code = main(["--checkpoint", str(COMMITTED), "--out", str(out), "--work-dir", str(tmp_path / "work"),
-                 "--scenes", "4", "--test-scenes", "3"])
+                 "--scenes", "4"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     parent = json.loads((COMMITTED / "manifest.json").read_text())["model_version"]
@@ -138,6 +138,20 @@ def test_the_cli_writes_a_new_version_that_names_its_parent_and_the_map(tmp_path
     assert "cgF1" in manifest["test_metrics"] and "cgF1" in manifest["test_metrics_before_calibration"]
     assert manifest["learning_curve"]  # the parent's training record travels with it
     assert "## Score calibration" in (out / "README.md").read_text()
+
+
+def test_a_snapshot_gold_file_can_be_the_fitting_set_but_not_also_the_test_set(tmp_path, small_world, capsys):
+    _, images = small_world
+    out = tmp_path / "calibrated"
+    assert main(["--checkpoint", str(COMMITTED), "--out", str(out), "--gold", str(images / "gold.json"),
+                 "--test-gold", str(images / "gold.json")]) == 2
+    assert "another set than the one it is tested on" in capsys.readouterr().err and not out.exists()
+
+    assert main(["--checkpoint", str(COMMITTED), "--out", str(out), "--work-dir", str(tmp_path / "work"),
+                 "--gold", str(images / "gold.json"), "--scenes", "3"]) == 0
+    fitted_on = json.loads((out / "manifest.json").read_text())["score_calibration"]["fitted_on"]
+    assert fitted_on["kind"] == "gold" and fitted_on["path"] == str(images / "gold.json")
+    assert len(fitted_on["sha256"]) == 64
 
 
 def test_the_cli_reports_a_checkpoint_it_cannot_load(tmp_path, capsys):
