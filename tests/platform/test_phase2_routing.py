@@ -26,8 +26,8 @@ def phase2(project):
 
 
 def mv_probs(accept: float) -> dict:
-    rest = (1 - accept) / 4
-    return {"accept": accept, "accept_as_text": rest, "flag_label": rest, "whole_image": rest, "reject": rest}
+    """P(accept) = ``accept``; the rest on reject."""
+    return {"accept": accept, "accept_as_text": 0.0, "flag_label": 0.0, "whole_image": 0.0, "reject": 1 - accept}
 
 
 def ev_probs(accept: float, **others) -> dict:
@@ -91,9 +91,10 @@ def test_a_negative_the_verifier_leans_to_but_cannot_certify_gets_a_human_exhaus
 
 def test_masks_the_ai_kept_but_cannot_certify_get_human_mask_checks_then_exhaustivity(phase2, alice):
     dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)])
-    verify(phase2, dp, [0.95, 0.1], ev_probs(0.6))
+    verify(phase2, dp, [0.95, 0.01], ev_probs(0.6))
     dp.refresh_from_db()
     assert dp.state == DatapointState.MASK_VERIFICATION and "EV not confident" in dp.reason
+    # P(accept) 0.01 <= 1 - target precision: the AI is sure enough to drop it unseen.
     assert sorted(Mask.objects.filter(datapoint=dp).values_list("state", flat=True)) == ["proposed", "rejected"]
     task = services.lease_next_task(phase2, alice, TaskKind.MASK_VERIFICATION)
     assert task.mask.state == "proposed" and not services.lease_next_task(phase2, alice, TaskKind.CORRECTION)
@@ -102,6 +103,25 @@ def test_masks_the_ai_kept_but_cannot_certify_get_human_mask_checks_then_exhaust
     outcome = services.submit_exhaustivity_verification(task.pk, user=alice, lease_token=task.lease_token,
                                                         decision="reject", seconds=24)
     assert outcome.datapoint.state == DatapointState.CORRECTION  # a human found more: correct it
+
+
+def test_a_mask_the_ai_rejects_without_being_sure_still_gets_a_human_look(phase2, alice):
+    # MV rejects both (P(accept) 0.3 and 0.1), EV then judges zero boxes and says the concept is present:
+    # a calibrated MV certifies good masks, but its rejections are not that sure, and a good mask dropped unseen
+    # would cost a correction job.
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)])
+    verify(phase2, dp, [0.3, 0.1], ev_probs(0.05))
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.MASK_VERIFICATION, "a human check, not a correction from scratch"
+    assert sorted(Mask.objects.filter(datapoint=dp).values_list("state", flat=True)) == ["proposed", "proposed"]
+    task = services.lease_next_task(phase2, alice, TaskKind.MASK_VERIFICATION)
+    services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, decision="accept", seconds=2)
+    task = services.lease_next_task(phase2, alice, TaskKind.MASK_VERIFICATION)
+    services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, decision="reject", seconds=2)
+    task = services.lease_next_task(phase2, alice, TaskKind.EXHAUSTIVITY_VERIFICATION)
+    outcome = services.submit_exhaustivity_verification(task.pk, user=alice, lease_token=task.lease_token,
+                                                        decision="accept", seconds=24)
+    assert (outcome.datapoint.state, outcome.datapoint.final_label) == (DatapointState.ACCEPTED, FinalLabel.POSITIVE)
 
 
 def test_what_the_ai_leans_to_reject_goes_to_correction_with_the_reason(phase2):

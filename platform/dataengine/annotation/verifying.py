@@ -139,10 +139,12 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     meet the ``ev_zero`` threshold (a verified negative).
 
     Whatever is not auto-accepted goes to a human. A human check (Phase 1's questions: MV, then EV, then a
-    correction only if the human finds the set incomplete) verifies the masks MV kept when the version has a
-    calibrated MV threshold, and every proposed mask when it has none: a verifier that cannot certify a mask cannot
-    be trusted to drop one either. It goes straight to correction only when EV, judging the very set the human
-    would check, leans to reject it (P(accept) < ``human_check_min_ev``): then the check would be wasted time."""
+    correction only if the human finds the set incomplete) verifies every proposed mask, except, for a version
+    calibrated for masks (an MV threshold), those MV is sure are wrong: calibrated P(accept) at most 1 - target
+    precision. Certifying good masks says nothing about how reliable a rejection is, and a good mask dropped unseen
+    costs a correction job (minutes) where a look costs seconds. It
+    goes straight to correction only when EV, judging the very set the human would check, leans to reject it
+    (P(accept) < ``human_check_min_ev``): then the check would be wasted time."""
     for mask_id, probabilities in mv.items():
         top = max(probabilities, key=probabilities.get)
         if top in TAKES_OUT and probabilities[top] >= 0.5:
@@ -180,7 +182,9 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     reasons += signs
     # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
     priority = round(100 * (1 - ev_accept)) + 10 * len(reasons)
-    checked = accepted if thresholds.mv is not None else list(mask_areas)
+    surely_wrong = 1 - config.target_precision
+    checked = list(mask_areas) if thresholds.mv is None else [
+        m for m in mask_areas if m not in mv or p_accept(mv[m]) > surely_wrong]
     human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or set(checked) != set(accepted))
     return Route(not reasons, accepted, reasons=reasons, priority=priority, human_check=human_check,
                  check_mask_ids=checked if human_check else [])
