@@ -241,11 +241,13 @@ def calibrate_checkpoint(uri: str, out: str | Path, *, work_dir: str | Path, fit
     fold_calibration(loaded.model, calibration)
     test_after = evaluate_predictor(ConceptPredictor(loaded, device=device), test.gold, test.images)
 
+    # The training record (base, data, learning curve, the code that trained it) travels on unchanged.
     manifest = {k: v for k, v in loaded.manifest.items() if k not in ("files", "created_at", "format", "model_version")}
+    manifest.setdefault("train_code_version", loaded.manifest.get("code_version"))
     manifest.update(
-        base_model_version=loaded.version, base_uri=uri,
         score_calibration={
             "format": CALIBRATION_FORMAT, **asdict(calibration),
+            "calibrated_from": {"model_version": loaded.version, "uri": uri},
             "fitted_on": {**fit.about, "n_pairs": len(pairs)},
             "objective": "cgF1 (official summary, one GT file, top 6 queries per pair)",
             "fit_metrics_before": _summary(before), "fit_metrics_after": _summary(fitted),
@@ -284,7 +286,7 @@ def calibration_markdown(manifest: dict) -> str:
     before, after = manifest["test_metrics_before_calibration"], manifest["test_metrics"]
     lines = [
         "", "## Score calibration", "",
-        f"Calibrated from `{manifest['base_model_version']}` by `python -m model.training.calibrate` "
+        f"Calibrated from `{cal['calibrated_from']['model_version']}` by `python -m model.training.calibrate` "
         f"(code {manifest.get('code_version')}): presence logit × {cal['presence_scale']:g} "
         f"{cal['presence_bias']:+g}, query logit × {cal['query_scale']:g}, folded into the weights. Fitted on "
         f"{cal['fitted_on']['n_pairs']} pairs of a {_describe(cal['fitted_on'])} used for nothing else (cgF1 "

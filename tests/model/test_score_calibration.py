@@ -130,7 +130,13 @@ def test_the_cli_writes_a_new_version_that_names_its_parent_and_the_map(tmp_path
     parent = json.loads((COMMITTED / "manifest.json").read_text())["model_version"]
     loaded = load_checkpoint(str(out), cache_dir=tmp_path / "cache")  # strict: every file listed and hashed
     manifest = loaded.manifest
-    assert manifest["base_model_version"] == parent and loaded.version == printed["model_version"]
+    calibrated_from = manifest["score_calibration"]["calibrated_from"]
+    assert calibrated_from == {"model_version": parent, "uri": str(COMMITTED)}
+    assert loaded.version == printed["model_version"]
+    # The training record is the parent's: what it was trained from and by which code.
+    committed = json.loads((COMMITTED / "manifest.json").read_text())
+    assert manifest["base_model_version"] == committed["base_model_version"]
+    assert manifest["train_code_version"] == committed.get("train_code_version", committed["code_version"])
     assert loaded.version.startswith("sam3-") and loaded.version != parent
     calibration = manifest["score_calibration"]
     assert calibration["fitted_on"]["seed"] == 9 and calibration["fitted_on"]["n_pairs"] > 0
