@@ -132,12 +132,12 @@ class PresenceVerifier(FixedVerifier):
 
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory):
-    """model.predict (the default tiny SAM 3, random weights) on a one-image world: PRED.json + its presence file."""
+    """model.predict (the tiny SAM 3 with random weights) on a one-image world: PRED.json + its presence file."""
     from model.predict import main as predict
 
     folder = tmp_path_factory.mktemp("predicted")
     generate_world(folder, seed=3, n_images=1)
-    assert predict(["--checkpoint", "default", "--gt", str(folder / "gold.json"), "--images", str(folder),
+    assert predict(["--checkpoint", "preset:tiny?seed=0", "--gt", str(folder / "gold.json"), "--images", str(folder),
                     "--out", str(folder / "pred.json"), "--min-score", "0.3", "--max-instances", "4",
                     "--device", "cpu"]) == 0
     gold = json.loads((folder / "gold.json").read_text())
