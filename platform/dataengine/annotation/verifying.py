@@ -142,9 +142,9 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     correction only if the human finds the set incomplete) verifies every proposed mask, except, for a version
     calibrated for masks (an MV threshold), those MV is sure are wrong: calibrated P(accept) at most 1 - target
     precision. Certifying good masks says nothing about how reliable a rejection is, and a good mask dropped unseen
-    costs a correction job (minutes) where a look costs seconds. It
-    goes straight to correction only when EV, judging the very set the human would check, leans to reject it
-    (P(accept) < ``human_check_min_ev``): then the check would be wasted time."""
+    costs a correction job (minutes) where a look costs seconds. It goes straight to correction only when EV,
+    judging the very set the human would check, leans to reject it (P(accept) < ``human_check_min_ev``): then the
+    check would be wasted time."""
     for mask_id, probabilities in mv.items():
         top = max(probabilities, key=probabilities.get)
         if top in TAKES_OUT and probabilities[top] >= 0.5:

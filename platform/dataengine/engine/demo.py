@@ -40,8 +40,8 @@ DEMO_USERS = {  # username: (role, password) — printed, for a local demo only
     "annotator1": (Role.ANNOTATOR, "demo-annotator1"),
     "annotator2": (Role.ANNOTATOR, "demo-annotator2"),
 }
-# Phase 1: humans check everything, so the demo shows them the tiny SAM 3's top 3 proposals per phrase
-# whatever their score: its top 3 cover more true instances than the few it scores at 0.5 or more.
+# Phase 1: humans check everything, so the demo shows them the tiny SAM 3's top 3 proposals per phrase whatever
+# their score (the setting the time model's calibration check uses, docs/simulated-annotator.md).
 DEMO_PROJECT_CONFIG = {"score_threshold": 0.0, "max_instances": 3}
 
 
