@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from model.eval.cgf1 import (
     FALSE_NEGATIVE,
@@ -100,8 +101,6 @@ def collect_candidates(predictor: ConceptPredictor, gold: dict, images_dir: str 
                        max_instances: int = 6) -> list[PairCandidates]:
     """Every evaluated pair of ``gold`` with its top ``max_instances`` queries (any score), as the training
     evaluation predicts them (``model.training.evaluate.predict_gold``)."""
-    from PIL import Image
-
     truth = GroundTruth.load(gold)
     entries = {entry["id"]: entry for entry in gold["images"]}
     ids = evaluated_pairs([truth])
