@@ -281,7 +281,8 @@ class CGF1Result:
         return {**self.metrics, "num_pairs": len(self.image_ids), **self.image_level_counts}
 
 
-def _outcomes(num_pred: np.ndarray, num_gt: np.ndarray) -> np.ndarray:
+def image_level_outcomes(num_pred: np.ndarray, num_gt: np.ndarray) -> np.ndarray:
+    """TRUE_NEGATIVE..TRUE_POSITIVE per pair from its kept predictions and its non-crowd GTs."""
     outcome = np.full(num_pred.shape, TRUE_NEGATIVE, dtype=np.int64)
     outcome[(num_gt > 0) & (num_pred == 0)] = FALSE_NEGATIVE
     outcome[(num_gt == 0) & (num_pred > 0)] = FALSE_POSITIVE
@@ -390,7 +391,7 @@ def evaluate(ground_truths: Sequence[str | Path | dict | GroundTruth] | str | Pa
                 tp[i, g] = match_counts(dt_masks, gt_masks)
     fp = num_pred[..., None] - tp
     fn = num_gt[..., None] - tp
-    outcome = _outcomes(num_pred, num_gt)
+    outcome = image_level_outcomes(num_pred, num_gt)
     f1 = local_f1(tp, fp, fn)
 
     chosen = select_oracle(outcome, f1)

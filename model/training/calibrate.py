@@ -37,20 +37,17 @@ import torch
 from PIL import Image
 
 from model.eval.cgf1 import (
-    FALSE_NEGATIVE,
-    FALSE_POSITIVE,
     IOU_THRESHOLDS,
     SCORE_THRESHOLD,
-    TRUE_NEGATIVE,
-    TRUE_POSITIVE,
     GroundTruth,
     evaluated_pairs,
+    image_level_outcomes,
     local_f1,
     match_counts,
     summary_metrics,
 )
-from model.sam3.build import MANIFEST_NAME, CheckpointError, resolve_model, save_checkpoint, write_manifest
 from model.media import sha256_of
+from model.sam3.build import MANIFEST_NAME, CheckpointError, resolve_model, save_checkpoint, write_manifest
 from model.sam3.predictor import ConceptPredictor
 from model.synthetic import REFERENCE_SIZE, generate_world
 from model.training.evaluate import evaluate_predictor
@@ -152,10 +149,7 @@ class CandidateTable:
         num_pred = self.kept(calibration)
         tp = self.tp[np.arange(len(num_pred)), num_pred]
         fp, fn = num_pred[:, None] - tp, self.num_gt[:, None] - tp
-        outcome = np.full(num_pred.shape, TRUE_NEGATIVE, dtype=np.int64)
-        outcome[(self.num_gt > 0) & (num_pred == 0)] = FALSE_NEGATIVE
-        outcome[(self.num_gt == 0) & (num_pred > 0)] = FALSE_POSITIVE
-        outcome[(self.num_gt > 0) & (num_pred > 0)] = TRUE_POSITIVE
+        outcome = image_level_outcomes(num_pred, self.num_gt)
         metrics, _ = summary_metrics(outcome, tp, fp, fn, local_f1(tp, fp, fn))
         return metrics
 
@@ -165,8 +159,8 @@ def fit_calibration(pairs: list[PairCandidates], *, scales=SCALES,
     """(best calibration, its metrics, the identity's metrics): the grid point with the highest cgF1, ties
     going to the map closest to the identity (the identity is always on the grid)."""
     table = CandidateTable(pairs)
-    identity = ScoreCalibration()
-    best, best_metrics = identity, table.metrics(identity)
+    best = ScoreCalibration()
+    best_metrics = identity_metrics = table.metrics(best)
     for a_p, b_p, a_q in itertools.product(scales, presence_biases, scales):
         candidate = ScoreCalibration(float(a_p), float(b_p), float(a_q))
         metrics = table.metrics(candidate)
@@ -174,7 +168,7 @@ def fit_calibration(pairs: list[PairCandidates], *, scales=SCALES,
         tie = abs(metrics["cgF1"] - best_metrics["cgF1"]) <= 1e-12
         if better or (tie and candidate.distance_from_identity() < best.distance_from_identity()):
             best, best_metrics = candidate, metrics
-    return best, best_metrics, table.metrics(identity)
+    return best, best_metrics, identity_metrics
 
 
 @torch.no_grad()
