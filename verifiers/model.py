@@ -45,7 +45,7 @@ from model.media import sha256_of
 from model.provenance import code_version
 from verifiers.errors import VerifierInputError, VerifierModelError
 from verifiers.options import LETTERS, MV_ACCEPTS, options_for
-from verifiers.prompts import TEMPLATE_VERSIONS, check_phrase, template_for
+from verifiers.prompts import TEMPLATE_VERSIONS, Template, check_phrase, load_template, template_for
 from verifiers.render import render_ev, render_mv
 
 CHECKPOINT_FORMAT = "dataengine.verifier-checkpoint.v1"
@@ -311,7 +311,11 @@ class Verifier:
 
     def question(self, task: str, phrase: str, *, n_boxes: int = 0, order: Sequence[str] | None = None) -> str:
         """The prompt text for ``task`` (canonical option order unless ``order`` is given)."""
-        return template_for(task).render(phrase=phrase, order=order or options_for(task), n_boxes=n_boxes)
+        return self.template(task).render(phrase=phrase, order=order or options_for(task), n_boxes=n_boxes)
+
+    def template(self, task: str) -> Template:
+        """The template this verifier was trained with (its manifest), else the current one."""
+        return load_template(self.template_versions.get(task) or TEMPLATE_VERSIONS[task])
 
     @torch.no_grad()
     def raw_logits(self, task: str, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
@@ -348,7 +352,8 @@ class Verifier:
         images, texts = [], []
         for item in items:
             phrase = check_phrase(item.phrase)
-            images.append(render_ev(item.image, item.rles, phrase, size=self.render_size))
+            images.append(render_ev(item.image, item.rles, phrase, size=self.render_size,
+                                    line=self.template("ev").box_line(self.render_size)))
             texts.append(self.question("ev", phrase, n_boxes=len(item.rles)))
         return self._probabilities("ev", self.raw_logits("ev", images, texts))
 

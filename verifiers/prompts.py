@@ -3,7 +3,9 @@
 A template file starts with a front matter block (``---`` lines) naming its ``version`` and ``task``; the rest is
 the prompt, with ``{phrase}``, ``{options}`` and (EV) ``{boxes}`` placeholders and one ``<|image|>`` token.
 Templates are never edited in place: a change is a new file (``mv.v2.md``) and a new entry in
-TEMPLATE_VERSIONS, so every recorded verdict names the exact words the model saw.
+TEMPLATE_VERSIONS, so every recorded verdict names the exact words the model saw. The front matter also fixes
+how the image is drawn where that changed (``box_line``), and a verifier keeps using the templates it was trained
+with (its manifest's ``template_versions``).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from verifiers.errors import VerifierInputError
 from verifiers.options import options_for, render_options
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
-TEMPLATE_VERSIONS = {"mv": "mv.v1", "ev": "ev.v1"}
+TEMPLATE_VERSIONS = {"mv": "mv.v1", "ev": "ev.v2"}
 IMAGE_TOKEN = "<|image|>"
 MAX_PHRASE_CHARS = 200
 
@@ -35,6 +37,12 @@ class Template:
         if "{boxes}" in self.body:
             fields["boxes"] = "zero boxes" if n_boxes == 0 else ("one box" if n_boxes == 1 else f"{n_boxes} boxes")
         return self.body.format(**fields)
+
+    def box_line(self, size: int) -> int:
+        """EV: the width in pixels of the boxes drawn on a ``size``-pixel render. The front matter's
+        ``box_line`` is a fraction of the render size; templates without it (ev.v1) drew one pixel per 112."""
+        fraction = self.meta.get("box_line")
+        return max(1, round(size * float(fraction))) if fraction else max(1, size // 112)
 
 
 def _parse(text: str, path: Path) -> Template:

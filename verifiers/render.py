@@ -101,15 +101,17 @@ def render_mv(image: Image.Image, rle: dict, phrase: str, *, size: int = DEFAULT
     return composite
 
 
-def render_ev(image: Image.Image, rles: list[dict], phrase: str, *, size: int = DEFAULT_SIZE) -> Image.Image:
-    """The EV image (RGB, ``size × size``): the full image with a red box per accepted mask (none: raw image).
+def render_ev(image: Image.Image, rles: list[dict], phrase: str, *, size: int = DEFAULT_SIZE,
+              line: int | None = None) -> Image.Image:
+    """The EV image (RGB, ``size × size``): the full image with a red box per accepted mask (none: raw image),
+    drawn ``line`` pixels wide (default: one per 112 pixels; the EV template decides, see Template.box_line).
 
     Raises VerifierInputError for an empty mask or one whose size differs from the image.
     """
     masks = [decode_mask(rle, image) for rle in rles]
     canvas, scale, dx, dy = _letterbox(image, size)
     draw = ImageDraw.Draw(canvas)
-    line = max(1, size // 112)
+    line = line or max(1, size // 112)
     for mask in masks:
         _draw_box(draw, _box(mask), scale, dx, dy, EV_BOX_COLOUR, line)
     return canvas

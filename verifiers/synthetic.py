@@ -6,8 +6,9 @@ simulated annotator (platform/simulated_annotator/decisions.py, importable with 
 * MV: a true instance (accept), the mask of another object for the phrase (wrong colour or shape), a true
   instance for a hard-negative phrase, half an instance, a dilated instance, a vague phrase ("it": unknown to the
   ground truth, so an unsure human rejects);
-* EV: every instance boxed (accept), some missing (reject), zero boxes for a present concept (reject) or an
-  absent one (accept: a verified negative), a vague phrase (ungroundable).
+* EV: every instance boxed (accept, also with an extra wrong box), some missing or only wrong objects boxed
+  (reject; as many as complete sets), zero boxes for a present concept (reject) or an absent one (accept: a
+  verified negative), a vague phrase (ungroundable).
 
 Labels are the annotator's decisions (with its configured error rate, like human verdicts); ``correct`` is the
 error-free answer; ``gold`` is the adjudicated verdict, the majority of ``adjudicators`` independent annotators
@@ -90,6 +91,13 @@ def _dilated(mask: np.ndarray, rng: random.Random) -> np.ndarray:
     return ndimage.binary_dilation(mask, iterations=radius)
 
 
+def _near_misses(attributes: dict[str, str], objects: list) -> list[int]:
+    """Indices of ``objects`` that share the phrase's shape or another of its attributes (a box on one looks
+    right at a glance)."""
+    return [k for k, obj in enumerate(objects)
+            if any(obj.attributes().get(key) == value for key, value in attributes.items())]
+
+
 def scene_examples(world_seed: int, index: int, *, size: int = 224, error_rate: float = 0.03,
                    adjudicators: int = 3, rng: random.Random | None = None) -> Iterator[Example]:
     """The MV and EV examples of scene ``index`` of world ``world_seed`` (deterministic given ``rng``)."""
@@ -151,11 +159,21 @@ def scene_examples(world_seed: int, index: int, *, size: int = 224, error_rate: 
             out.append(mv(phrase, _half(scene.visible[i], rng) if cut < 0.5 else _dilated(scene.visible[i], rng),
                           "mv_half" if cut < 0.5 else "mv_dilated"))
             out.append(ev(phrase, list(members), "ev_complete"))
+            if others and rng.random() < 0.3:  # an extra wrong box does not make a set incomplete
+                out.append(ev(phrase, list(members) + [rng.choice(others)], "ev_complete_extra"))
+            # An incomplete boxed set for every positive that allows one, as many as complete ones: EV must learn
+            # whether each matching object is boxed, not only whether the concept is present (with incomplete
+            # sets rare, a verifier learns "boxes drawn -> accept").
             if len(members) > 1:
                 subset = rng.sample(members, rng.randrange(1, len(members)))
+                if others and rng.random() < 0.5:
+                    subset.append(rng.choice(others))
                 out.append(ev(phrase, subset, "ev_missing"))
-            extra = others and rng.random() < 0.3
-            out.append(ev(phrase, [rng.choice(others)] if extra else [], "ev_missing" if extra else "ev_zero_present"))
+            elif others:
+                near = _near_misses(parse_phrase(phrase), [scene.objects[j] for j in others])
+                pool = [others[k] for k in near] if near and rng.random() < 0.7 else others
+                out.append(ev(phrase, rng.sample(pool, min(len(pool), rng.choice((1, 1, 2)))), "ev_missing_wrong"))
+            out.append(ev(phrase, [], "ev_zero_present"))
         else:  # a negative: hard (one attribute changed) or absent
             out.append(mv(phrase, rles[rng.randrange(n)], f"mv_{kind}"))
             boxed = [rng.randrange(n)] if rng.random() < 0.2 else []

@@ -110,8 +110,9 @@ def render_question(example: Example, *, size: int, order: Sequence[str]) -> tup
             raise VerifierInputError("an MV example has exactly one mask")
         return render_mv(example.image, example.rles[0], phrase, size=size), \
             template_for("mv").render(phrase=phrase, order=order)
-    return render_ev(example.image, example.rles, phrase, size=size), \
-        template_for("ev").render(phrase=phrase, order=order, n_boxes=len(example.rles))
+    template = template_for("ev")
+    return render_ev(example.image, example.rles, phrase, size=size, line=template.box_line(size)), \
+        template.render(phrase=phrase, order=order, n_boxes=len(example.rles))
 
 
 def _image_token(processor) -> int:

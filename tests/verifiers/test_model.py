@@ -5,6 +5,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from verifiers.model import (
     save_verifier,
 )
 from verifiers.options import EV_OPTIONS, MV_OPTIONS
+from verifiers.render import EV_BOX_COLOUR
 from verifiers.prompts import template_for
 
 
@@ -109,8 +111,29 @@ def test_save_and_load_round_trip_exactly(tmp_path, tiny, scene_image, scene_rle
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {"base/model.safetensors", "adapters/mv/adapter_model.safetensors",
             "adapters/ev/adapter_model.safetensors"} <= set(manifest["files"])
-    assert manifest["template_versions"] == {"mv": "mv.v1", "ev": "ev.v1"}
+    assert manifest["template_versions"] == {"mv": "mv.v1", "ev": "ev.v2"}
     assert manifest["peft_version"] and manifest["code_version"]
+
+
+def test_a_verifier_asks_and_draws_as_its_templates_say(tmp_path, tiny_checkpoint, scene_image, scene_rles):
+    # A verifier trained on ev.v1 (thin boxes) keeps seeing thin boxes after ev.v2 became current.
+    current = load_verifier(str(tiny_checkpoint), cache_dir=tmp_path)
+    old_folder = tmp_path / "old"
+    shutil.copytree(tiny_checkpoint, old_folder)
+    manifest = json.loads((old_folder / "manifest.json").read_text())
+    manifest["template_versions"] = {"mv": "mv.v1", "ev": "ev.v1"}
+    (old_folder / "manifest.json").write_text(json.dumps(manifest))
+    old = load_verifier(str(old_folder), cache_dir=tmp_path)
+    assert old.template("ev").version == "ev.v1" and current.template("ev").version == "ev.v2"
+    seen = {}
+    for name, verifier in (("old", old), ("current", current)):
+        def spy(task, images, texts, raw=verifier.raw_logits, name=name):
+            seen[name] = np.asarray(images[0])
+            return raw(task, images, texts)
+        verifier.raw_logits = spy
+        verifier.score_ev([EVItem(scene_image, scene_rles[:1], "yellow shape")])
+    red = {name: int((image == EV_BOX_COLOUR).all(axis=-1).sum()) for name, image in seen.items()}
+    assert red["current"] > 1.8 * red["old"] > 0  # the same box, drawn 4 px wide instead of 2
 
 
 def test_tampered_incomplete_or_missing_checkpoints_are_refused(tmp_path, tiny_checkpoint):

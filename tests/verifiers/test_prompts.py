@@ -16,11 +16,18 @@ def test_option_strings_are_the_platform_verdict_values():
 
 
 def test_templates_are_versioned_files():
-    assert prompts.TEMPLATE_VERSIONS == {"mv": "mv.v1", "ev": "ev.v1"}
+    assert prompts.TEMPLATE_VERSIONS == {"mv": "mv.v1", "ev": "ev.v2"}
     for task, version in prompts.TEMPLATE_VERSIONS.items():
         template = prompts.load_template(version)
         assert (prompts.PROMPTS_DIR / f"{version}.md").is_file()
         assert template.task == task and template.body.count(prompts.IMAGE_TOKEN) == 1
+
+
+def test_ev_v2_draws_thicker_boxes_and_asks_the_same_words():
+    v1, v2 = prompts.load_template("ev.v1"), prompts.load_template("ev.v2")
+    assert v1.body == v2.body
+    assert (v1.box_line(224), v1.box_line(112)) == (2, 1)
+    assert (v2.box_line(224), v2.box_line(112)) == (4, 2)
 
 
 def test_mv_question_lists_five_lettered_options_and_the_phrase():

@@ -40,6 +40,16 @@ def test_ev_draws_one_red_box_per_mask_or_the_raw_image(scene_image, scene_rles)
     assert np.array_equal(np.asarray(raw), np.asarray(scene_image.resize((112, 112), Image.BILINEAR)))
 
 
+def test_ev_box_line_width_is_as_asked(scene_image, scene_rles):
+    def red_rows(line):  # red pixels on the box's left edge, per row crossing it
+        image = np.asarray(render_ev(scene_image, scene_rles[:1], "x", size=224, line=line))
+        red = (image == EV_BOX_COLOUR).all(axis=-1)
+        row = red[red.any(axis=1)][len(red[red.any(axis=1)]) // 2]
+        return int(row.sum())
+
+    assert red_rows(None) == 2 * 2 and red_rows(4) == 2 * 4  # left + right edge at mid-height
+
+
 def test_non_square_images_are_letterboxed(scene_image, scene_rles):
     wide = scene_image.crop((0, 0, 224, 150))
     mask = rle.decode(scene_rles[0])[:150]

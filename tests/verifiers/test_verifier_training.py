@@ -17,7 +17,8 @@ def test_synthetic_examples_follow_the_simulated_annotator_rules():
     examples = [e for i in range(6) for e in scene_examples(0, i, error_rate=0.0)]
     expected = {"mv_good": "accept", "mv_half": "reject", "mv_dilated": "reject", "mv_wrong_object": "reject",
                 "mv_hard_negative": "reject", "mv_absent": "reject", "mv_vague": "reject",
-                "ev_complete": "accept", "ev_missing": "reject", "ev_zero_present": "reject",
+                "ev_complete": "accept", "ev_complete_extra": "accept", "ev_missing": "reject",
+                "ev_missing_wrong": "reject", "ev_zero_present": "reject",
                 "ev_zero_absent": "accept", "ev_zero_hard_negative": "accept", "ev_vague": "ungroundable"}
     seen = set()
     for example in examples:
@@ -26,7 +27,17 @@ def test_synthetic_examples_follow_the_simulated_annotator_rules():
             assert example.label == expected[example.kind], example.kind
             seen.add(example.kind)
         assert (len(example.rles) == 1) if example.task == "mv" else True
-    assert {"mv_good", "mv_wrong_object", "ev_complete", "ev_zero_present", "ev_vague"} <= seen
+    assert {"mv_good", "mv_wrong_object", "ev_complete", "ev_complete_extra", "ev_missing_wrong", "ev_zero_present",
+            "ev_vague"} <= seen
+
+
+def test_boxed_sets_are_as_often_incomplete_as_complete():
+    # EV must learn whether every matching object is boxed; when incomplete boxed sets are rare it learns
+    # "boxes drawn -> accept" (the first tiny verifier: 0% right on them).
+    boxed = [e for i in range(40) for e in scene_examples(0, i, error_rate=0.0)
+             if e.task == "ev" and e.rles and e.kind != "ev_vague"]
+    rejected = sum(e.label == "reject" for e in boxed)
+    assert 0.35 < rejected / len(boxed) < 0.65, (rejected, len(boxed))
 
 
 def test_adjudicated_verdicts_are_the_majority_of_independent_annotators_and_err_less():

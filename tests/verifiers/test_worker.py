@@ -54,7 +54,9 @@ def test_scores_every_mask_then_ev_on_the_kept_ones(scene_png, scene_rles, tiny_
     masks = [{"id": 11, "rle": scene_rles[0]}, {"id": 12, "rle": scene_rles[1]}]
     result = run_task(payload(scene_png.as_uri(), masks, str(tiny_checkpoint), threshold=0.0))
     assert result["error"] is None and result["model_version"] == "verifier-tiny-v1"
-    assert result["template_versions"] == {"mv": "mv.v1", "ev": "ev.v1"}
+    # The templates the verifier was trained with, which it asks with.
+    trained_with = json.loads((tiny_checkpoint / "manifest.json").read_text())["template_versions"]
+    assert result["template_versions"] == trained_with == {"mv": "mv.v1", "ev": "ev.v2"}
     assert [m["mask_id"] for m in result["mv"]] == [11, 12]
     for entry in result["mv"]:
         assert set(entry["probabilities"]) == {"accept", "accept_as_text", "flag_label", "whole_image", "reject"}
