@@ -2,6 +2,7 @@
 
     python -m model.training.calibrate --checkpoint CKPT --out DIR [--scenes 150]          # synthetic sets
     python -m model.training.calibrate --checkpoint CKPT --out DIR --gold VAL.json --test-gold TEST.json
+    python -m model.training.calibrate --checkpoint CALIBRATED --out DIR --undo   # to train on from raw scores
 
 SAM 3 keeps an instance when score = sigmoid(query logit) x sigmoid(presence logit) >= 0.5 (data-engine.md §8).
 A model trained briefly ranks better than it calibrates: its presence and query logits sit too low, so most
@@ -184,6 +185,36 @@ def fold_calibration(model, calibration: ScoreCalibration) -> None:
     projection.bias.mul_(calibration.query_scale)
 
 
+def inverse(calibration: ScoreCalibration) -> ScoreCalibration:
+    """The map that undoes ``calibration`` (presence: (l - b) / a; query: l / a)."""
+    return ScoreCalibration(1 / calibration.presence_scale, -calibration.presence_bias / calibration.presence_scale,
+                            1 / calibration.query_scale)
+
+
+def uncalibrate_checkpoint(uri: str, out: str | Path, *, work_dir: str | Path) -> dict:
+    """Undo a calibrated checkpoint's map and save the result at ``out``: the parent's scores up to float rounding.
+
+    Training should go on from raw scores: a folded presence scale of 6 pushes logits into Sam3Model's +-10 clamp,
+    where they get no gradient. The manifest names the checkpoint it came from and the map undone."""
+    loaded = resolve_model(uri, cache_dir=Path(work_dir) / "cache")
+    stored = loaded.manifest.get("score_calibration")
+    if not stored:
+        raise ValueError(f"{uri} is not score-calibrated: nothing to undo")
+    undo = inverse(ScoreCalibration(stored["presence_scale"], stored["presence_bias"], stored["query_scale"]))
+    with torch.no_grad():
+        fold_calibration(loaded.model, undo)
+    skip = ("files", "created_at", "format", "model_version", "score_calibration", "test_metrics",
+            "test_metrics_before_calibration")
+    manifest = {k: v for k, v in loaded.manifest.items() if k not in skip}
+    manifest["score_calibration_undone"] = {"from": {"model_version": loaded.version, "uri": uri}, **asdict(undo),
+                                            "calibrated_from": stored.get("calibrated_from")}
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    save_checkpoint(loaded.model, loaded.processor, out, manifest=manifest)
+    return json.loads((out / MANIFEST_NAME).read_text())
+
+
 @dataclass(frozen=True)
 class GoldSet:
     """An SA-Co gold file, the folder its ``file_name`` entries are in, and what it is (for the manifest)."""
@@ -306,10 +337,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=150, help="scenes in each synthetic set")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work-dir", type=Path, default=None, help="where generated sets and staging are kept")
+    parser.add_argument("--undo", action="store_true", help="undo the checkpoint's calibration instead (to train on)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="sam3-calibrate-"))
     try:
+        if args.undo:
+            manifest = uncalibrate_checkpoint(args.checkpoint, args.out, work_dir=work_dir)
+            print(json.dumps({"model_version": manifest["model_version"], "out": str(args.out),
+                              "score_calibration_undone": manifest["score_calibration_undone"]}, indent=2))
+            return 0
         fit = gold_file_set(args.gold, args.images) if args.gold else None
         test = gold_file_set(args.test_gold, args.test_images) if args.test_gold else None
         manifest = calibrate_checkpoint(args.checkpoint, args.out, work_dir=work_dir, fit=fit, test=test,

@@ -162,6 +162,34 @@ def test_a_snapshot_gold_file_can_be_the_fitting_set_but_not_also_the_test_set(t
     assert len(fitted_on["sha256"]) == 64
 
 
+def test_undoing_the_calibration_gives_back_the_raw_scores_to_train_on(committed, small_world, tmp_path, capsys):
+    out = tmp_path / "raw"
+    assert main(["--checkpoint", str(COMMITTED), "--out", str(out), "--work-dir", str(tmp_path / "w"), "--undo"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    stored = committed.manifest["score_calibration"]
+    undone = printed["score_calibration_undone"]
+    assert undone["from"]["model_version"] == committed.version
+    assert undone["presence_scale"] == pytest.approx(1 / stored["presence_scale"])
+    raw = load_checkpoint(str(out), cache_dir=tmp_path / "c")
+    assert raw.version == printed["model_version"] != committed.version and "score_calibration" not in raw.manifest
+    # Folding the stored map onto the raw model gives the committed model's logits again.
+    gold, images = small_world
+    refolded = copy.deepcopy(raw.model)
+    fold_calibration(refolded, ScoreCalibration(stored["presence_scale"], stored["presence_bias"],
+                                                stored["query_scale"]))
+    from PIL import Image
+
+    entry = gold["images"][0]
+    with Image.open(images / entry["file_name"]) as image:
+        pixels = committed.processor(images=image.convert("RGB"), text=[entry["text_input"]], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(refolded(**pixels).presence_logits, committed.model(**pixels).presence_logits,
+                              atol=1e-4)
+    assert main(["--checkpoint", str(out), "--out", str(tmp_path / "again"), "--work-dir", str(tmp_path / "w"),
+                 "--undo"]) == 2
+    assert "not score-calibrated" in capsys.readouterr().err
+
+
 def test_the_cli_reports_a_checkpoint_it_cannot_load(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "error:" in capsys.readouterr().err
