@@ -52,6 +52,8 @@ tiny-tracker: venv
 # Three cosine cycles at lr 3e-4 (at 1e-3 the text model's attention collapsed onto fixed guideline tokens and never
 # read the phrase): 20 min from scratch, 28 min more from that, then 72 min more and the LoRA adapters
 # (checkpoints/verifier-tiny; the third cycle gave MV its first threshold at the 0.98 target).
+# The committed checkpoint was trained with template ev.v1 and the earlier EV example mix; this recipe now trains
+# ev.v2 (thicker boxes) on as many incomplete boxed sets as complete ones (README, "Models").
 VERIFIER_ARGS = --synthetic --calibration-fraction 0.75 --batch-size 64 --lr 3e-4 --lr-final 3e-5 \
 	--shuffle-prob 0 --mv-fraction 0.6 --mv-accept-fraction 0.5 --cross-attn-gate 1.0 --threads 1
 verifier-tiny: venv
