@@ -38,11 +38,11 @@ class Template:
             fields["boxes"] = "zero boxes" if n_boxes == 0 else ("one box" if n_boxes == 1 else f"{n_boxes} boxes")
         return self.body.format(**fields)
 
-    def box_line(self, size: int) -> int:
-        """EV: the width in pixels of the boxes drawn on a ``size``-pixel render. The front matter's
-        ``box_line`` is a fraction of the render size; templates without it (ev.v1) drew one pixel per 112."""
+    def box_line(self, size: int) -> int | None:
+        """EV: the width in pixels of the boxes drawn on a ``size``-pixel render, from the front matter's
+        ``box_line`` (a fraction of the render size); None for templates without it (ev.v1): the renderer's default."""
         fraction = self.meta.get("box_line")
-        return max(1, round(size * float(fraction))) if fraction else max(1, size // 112)
+        return max(1, round(size * float(fraction))) if fraction else None
 
 
 def _parse(text: str, path: Path) -> Template:

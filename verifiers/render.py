@@ -71,6 +71,11 @@ def _crop_box(box, width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
+def default_line(size: int) -> int:
+    """Outline and box width on a ``size``-pixel render: one pixel per 112 (ev.v1 and mv.v1 draw this)."""
+    return max(1, size // 112)
+
+
 def render_mv(image: Image.Image, rle: dict, phrase: str, *, size: int = DEFAULT_SIZE) -> Image.Image:
     """The MV composite (RGB, ``2·size`` wide, ``size`` high) for one mask of ``image``.
 
@@ -80,7 +85,7 @@ def render_mv(image: Image.Image, rle: dict, phrase: str, *, size: int = DEFAULT
     mask = decode_mask(rle, image)
     rgb = image.convert("RGB")
     box = _box(mask)
-    line = max(1, size // 112)
+    line = default_line(size)
 
     left, scale, dx, dy = _letterbox(rgb, size)
     _draw_box(ImageDraw.Draw(left), box, scale, dx, dy, MV_BOX_COLOUR, line)
@@ -111,7 +116,7 @@ def render_ev(image: Image.Image, rles: list[dict], phrase: str, *, size: int = 
     masks = [decode_mask(rle, image) for rle in rles]
     canvas, scale, dx, dy = _letterbox(image, size)
     draw = ImageDraw.Draw(canvas)
-    line = line or max(1, size // 112)
+    line = line or default_line(size)
     for mask in masks:
         _draw_box(draw, _box(mask), scale, dx, dy, EV_BOX_COLOUR, line)
     return canvas

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from model.eval import evaluate
 from model.eval.cgf1 import IOU_THRESHOLDS
@@ -67,16 +68,19 @@ def test_the_search_scores_a_map_as_the_evaluator_scores_the_folded_models_predi
         assert table.kept(calibration).sum() > 0  # the comparison covered kept instances, not only empty sets
 
 
+def _first_pair_inputs(loaded: LoadedModel, world: tuple[dict, Path]) -> dict:
+    """The model inputs of the world's first (image, phrase) pair."""
+    gold, images = world
+    entry = gold["images"][0]
+    with Image.open(images / entry["file_name"]) as image:
+        return loaded.processor(images=image.convert("RGB"), text=[entry["text_input"]], return_tensors="pt")
+
+
 def test_folding_moves_the_presence_and_query_logits_by_the_stated_map(committed, small_world):
-    gold, images = small_world
     calibration = ScoreCalibration(presence_scale=2.0, presence_bias=-1.5, query_scale=3.0)
     folded = copy.deepcopy(committed.model)
     fold_calibration(folded, calibration)
-    entry = gold["images"][0]
-    from PIL import Image
-
-    with Image.open(images / entry["file_name"]) as image:
-        pixels = committed.processor(images=image.convert("RGB"), text=[entry["text_input"]], return_tensors="pt")
+    pixels = _first_pair_inputs(committed, small_world)
     with torch.no_grad():
         before = committed.model(**pixels)
         after = folded(**pixels)
@@ -173,15 +177,10 @@ def test_undoing_the_calibration_gives_back_the_raw_scores_to_train_on(committed
     raw = load_checkpoint(str(out), cache_dir=tmp_path / "c")
     assert raw.version == printed["model_version"] != committed.version and "score_calibration" not in raw.manifest
     # Folding the stored map onto the raw model gives the committed model's logits again.
-    gold, images = small_world
     refolded = copy.deepcopy(raw.model)
     fold_calibration(refolded, ScoreCalibration(stored["presence_scale"], stored["presence_bias"],
                                                 stored["query_scale"]))
-    from PIL import Image
-
-    entry = gold["images"][0]
-    with Image.open(images / entry["file_name"]) as image:
-        pixels = committed.processor(images=image.convert("RGB"), text=[entry["text_input"]], return_tensors="pt")
+    pixels = _first_pair_inputs(committed, small_world)
     with torch.no_grad():
         assert torch.allclose(refolded(**pixels).presence_logits, committed.model(**pixels).presence_logits,
                               atol=1e-4)
