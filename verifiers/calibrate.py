@@ -5,10 +5,11 @@ The weights stay; the temperatures and the auto-accept thresholds (``mv``, ``ev`
 on held-out verdicts (adjudicated where the examples carry ``gold``: see verifiers.training.evaluate) for the
 target precision, and written with the report into a new checkpoint folder. Calibration is part of the version
 (verifiers.model.write_manifest), so the result registers as a new verifier version whose manifest names the
-one it came from. Use it when gold verdicts arrive or a project's target precision changes::
+one it came from. Use it when gold verdicts arrive or a project's target precision changes, and on the questions
+the engine really asks (``verifiers.engine_questions``: the routing's thresholds must hold there)::
 
     PYTHONPATH=platform:. python -m verifiers.calibrate --checkpoint checkpoints/verifier-tiny \\
-        --out checkpoints/verifier-tiny --synthetic --heldout-per-task 4000 --calibration-fraction 0.75
+        --out checkpoints/verifier-tiny --examples data/calib-world/examples.jsonl --images data/calib-world
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from verifiers.engine_questions import meta_path
 from verifiers.model import save_verifier
 from verifiers.training import Heldout, TrainConfig, evaluate, load_examples, write_readme
 
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         examples = load_examples(args.examples, args.images)
         heldout = Heldout({t: [e for e in examples if e.task == t] for t in ("mv", "ev")}, args.calibration_fraction)
         data = {"source": str(args.examples), "n": {t: len(v) for t, v in heldout.examples.items()}}
+        if meta_path(args.examples).exists():  # how the examples were made (verifiers.engine_questions)
+            data["examples"] = json.loads(meta_path(args.examples).read_text())
     config = TrainConfig(target_precision=args.target_precision, min_support=args.min_support)
     manifest = recalibrate(verifier, heldout, args.out, config=config, data=data)
     json.dump({"out": str(args.out), "model_version": manifest["model_version"],

@@ -1,7 +1,8 @@
 """LLM tasks for the AI verifiers: pure functions from (media URI, phrase, masks, model version) to JSON.
 
 ``verifiers.verify_datapoint.v1`` (queue ``llm``) scores every proposed mask with MV, then EV on the masks MV
-would keep, and the EV presence score (1 − P(accept | zero boxes)). A worker process keeps a Verifier per model
+would keep, and the EV presence score (1 − P(accept | zero boxes)); with ``ev_only`` it asks EV alone, on exactly
+the given masks (those a human check accepted). A worker process keeps a Verifier per model
 URI (the newest two), so a new version is picked up from the payload without a restart; torch loads on first
 use. Never imports Django. Expected failures (bad media, bad checkpoint, bad input: an empty mask, a mask
 outside the image, a phrase too long for the model) come back as the result's ``error`` ({"kind", "message"})
@@ -41,6 +42,7 @@ class VerifyPayload(TypedDict):
     masks: list[MaskRef]
     model: ModelRef
     mv_accept_threshold: float
+    ev_only: bool  # optional: no MV; EV judges exactly ``masks`` (the ones a human check accepted)
 
 
 _verifiers: ModelCache["Verifier"] = ModelCache(MAX_CACHED_MODELS)
@@ -93,9 +95,12 @@ def _validated(payload: Any) -> VerifyPayload:
     threshold = payload.get("mv_accept_threshold")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise ValueError('"mv_accept_threshold" must be a number in [0, 1]')
+    ev_only = payload.get("ev_only", False)
+    if not isinstance(ev_only, bool):
+        raise ValueError('"ev_only" must be true or false')
     return VerifyPayload(media_uri=media_uri, phrase=phrase, masks=masks,
                          model=ModelRef(version=model["version"], uri=model["uri"]),
-                         mv_accept_threshold=float(threshold))
+                         mv_accept_threshold=float(threshold), ev_only=ev_only)
 
 
 def _finite(probabilities: dict[str, float]) -> dict[str, float]:
@@ -131,8 +136,11 @@ def verify_datapoint_for(payload: dict, *, s3: Any = None) -> dict:
         verifier = get_verifier(request["model"]["uri"], s3=s3)
         result["template_versions"] = verifier.template_versions
         phrase, masks = request["phrase"], request["masks"]
-        mv = [_finite(p) for p in verifier.score_mv([MVItem(image, m["rle"], phrase) for m in masks])]
-        kept = [m for m, p in zip(masks, mv) if mv_accept_probability(p) >= request["mv_accept_threshold"]]
+        if request["ev_only"]:
+            mv, kept = [], masks
+        else:
+            mv = [_finite(p) for p in verifier.score_mv([MVItem(image, m["rle"], phrase) for m in masks])]
+            kept = [m for m, p in zip(masks, mv) if mv_accept_probability(p) >= request["mv_accept_threshold"]]
         questions = [EVItem(image, [m["rle"] for m in kept], phrase)]
         if kept:
             questions.append(EVItem(image, [], phrase))  # the presence question: zero boxes

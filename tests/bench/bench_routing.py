@@ -19,7 +19,9 @@ both arms start from the same datapoints and the same proposals:
 - **Phase 2** (``phase=2``, the ``--verifier`` checkpoint registered and promoted): ``verifiers.verify_datapoint.v1``
   scores every datapoint and ``annotation.store_verdicts.v1`` routes it (``annotation.verifying``): auto-accept
   only at the thresholds stored with the verifier for the project's target precision (0.98) and with no
-  failure sign, a sampled ``audit_rate`` (5%) of those to human review, everything else to human correction.
+  failure sign, a sampled ``audit_rate`` (5%) of those to human review, everything else to a human check (MV,
+  then the verifier's EV on the masks the human accepted where its thresholds allow, else a human EV) or
+  correction.
 
 Proposals and verification run through the real services with eager Celery tasks (no broker). The simulated
 annotators then work both projects through the public HTTP API (an in-process threaded WSGI server), the same
@@ -40,7 +42,8 @@ Measured per arm, from the database and the SA-Co document of accepted data (``s
 - **human share**: datapoints with at least one human task (MV, EV, correction or review) / datapoints.
 - **AI precision**: audited = confirmed reviews / reviews (``verifier_precision``; null without a review); against
   the ground truth = auto-accepted datapoints that a perfect reviewer would confirm / auto-accepted datapoints
-  (judged right after routing, before any human touched them).
+  (judged right after routing, before any human touched them); ``ai_exhaustivity_after_check`` in the Phase 2
+  arm counts the datapoints the verifier's EV settled after a human check and how many the ground truth confirms.
 
 Goal (the issue, after the paper): ``phase2_over_phase1_masks_per_human_hour`` >= 2 at
 ``escaped_error_rate_phase2`` <= ``escaped_error_rate_phase1``; ``goal_met`` says whether this run reached it.
@@ -136,23 +139,13 @@ def new_arm_project(phase: int, *, gold_path: Path, users: dict, sam3, verifier,
 
 def ai_routing(project, ground_truth, annotator_config) -> dict:
     """What the AI verifiers decided, right after routing and before any human: counts and true precision."""
-    from dataengine.annotation.models import HumanTask, Mask, MaskState, TaskKind
+    from dataengine.annotation.models import HumanTask, TaskKind
     from dataengine.concepts.models import Datapoint, DatapointState
-    from simulated_annotator.decisions import review_verdict
 
     datapoints = Datapoint.objects.filter(project=project, is_gold=False).select_related("media", "concept")
     states = Counter(datapoints.values_list("state", flat=True))
     auto = list(datapoints.filter(auto_accepted=True))
-    right = unknown = 0
-    for dp in auto:
-        pair = ground_truth.lookup(dp.media.sha256, dp.concept.phrase)
-        if pair is None:
-            unknown += 1
-            continue
-        masks = list(Mask.objects.filter(datapoint=dp, state=MaskState.ACCEPTED).order_by("id")
-                     .values_list("rle", flat=True))
-        right += review_verdict(masks, pair, annotator_config)[0] == "confirm"
-    judged = len(auto) - unknown
+    right, judged = right_by_truth(auto, ground_truth, annotator_config)
     return {
         "auto_accepted": len(auto),
         "auto_accepted_right_by_truth": right,
@@ -169,6 +162,38 @@ def ai_routing(project, ground_truth, annotator_config) -> dict:
                                 for text in datapoints.exclude(reason="").values_list("reason", flat=True)
                                 for reason in text.split(";"))),
     }
+
+
+def right_by_truth(datapoints, ground_truth, annotator_config) -> tuple[int, int]:
+    """(datapoints a perfect reviewer would confirm, datapoints the ground truth knows) among ``datapoints``."""
+    from dataengine.annotation.models import Mask, MaskState
+    from simulated_annotator.decisions import review_verdict
+
+    right = judged = 0
+    for dp in datapoints:
+        pair = ground_truth.lookup(dp.media.sha256, dp.concept.phrase)
+        if pair is None:
+            continue
+        masks = list(Mask.objects.filter(datapoint=dp, state=MaskState.ACCEPTED).order_by("id")
+                     .values_list("rle", flat=True))
+        judged += 1
+        right += review_verdict(masks, pair, annotator_config)[0] == "confirm"
+    return right, judged
+
+
+def ai_exhaustivity_after_check(project, ground_truth, annotator_config) -> dict:
+    """The verifier's EV on the masks a human check accepted: how often it was asked, how often it settled the
+    datapoint, and how many of those the ground truth confirms (judged at the end, after any audit)."""
+    from dataengine.annotation.verifying import VERIFY_TASK
+    from dataengine.concepts.models import Datapoint
+    from dataengine.engine.models import Job
+
+    asked = set(Job.objects.filter(project=project, task_name=VERIFY_TASK, payload__ev_only=True)
+                .values_list("payload__datapoint", flat=True))
+    settled = list(Datapoint.objects.filter(pk__in=asked, auto_accepted=True).select_related("media", "concept"))
+    right, judged = right_by_truth(settled, ground_truth, annotator_config)
+    return {"asked": len(asked), "auto_accepted": len(settled), "right_by_truth": right,
+            "precision_truth": right / judged if judged else None}
 
 
 def matched_masks(document: dict, ground_truth, cover_iou: float) -> dict:
@@ -297,6 +322,7 @@ def run_arm(project, *, users: dict, gold_path: Path, ground_truth, annotator_co
     }
     if phase >= 2:
         arm["routing"] = routing
+        arm["ai_exhaustivity_after_check"] = ai_exhaustivity_after_check(project, ground_truth, annotator_config)
         arm["audit"] = audit
         arm["audited"] = reviewed
         arm["audit_confirmed"] = confirmed
@@ -337,6 +363,7 @@ def summarise(phase1: dict, phase2: dict) -> tuple[dict, list[dict]]:
         "human_seconds_phase1": phase1["human_seconds"],
         "human_seconds_phase2": phase2["human_seconds"],
         "auto_accepted_phase2": phase2["routing"]["auto_accepted"],
+        "auto_accepted_after_check_phase2": phase2["ai_exhaustivity_after_check"]["auto_accepted"],
         "audited_phase2": phase2["audited"],
         "goal_met": bool(speedup is not None and speedup >= 2.0
                          and phase2["escaped_error_rate"] <= phase1["escaped_error_rate"]),
@@ -347,6 +374,7 @@ def summarise(phase1: dict, phase2: dict) -> tuple[dict, list[dict]]:
         rows.append({
             "arm": f"phase {arm['phase']}", "datapoints": arm["datapoints"], "human share": arm["human_share"],
             "auto-accepted": arm.get("routing", {}).get("auto_accepted", 0) if arm["phase"] >= 2 else 0,
+            "AI EV after check": arm.get("ai_exhaustivity_after_check", {}).get("auto_accepted", 0),
             "accepted dp": arm["accepted_datapoints"], "accepted masks": arm["accepted_masks"],
             "duplicates": arm["duplicate_masks"],
             "human s": arm["human_seconds"], "s/pos dp": per_dp["positive_mean"], "s/neg dp": per_dp["negative_mean"],

@@ -139,9 +139,12 @@ def test_quick_routing_benchmark_runs_both_phases_on_the_same_datapoints(tmp_pat
     assert "review" not in phase1["human_tasks"] and "routing" not in phase1
     for arm in (phase1, phase2):
         _check_arm_accounting(arm, config["annotator"]["time_model"])
-    # Phase 2: the AI routed every datapoint before any human saw it; human MV/EV only where it sent a human check.
-    routing = phase2["routing"]
-    assert phase2["human_tasks"].get("exhaustivity_verification", 0) >= routing["to_human_check"]
+    # Phase 2: the AI routed every datapoint before any human saw it; human MV/EV only where it sent a human check,
+    # which ends with a human EV or with the verifier's EV on the masks the human accepted.
+    routing, after_check = phase2["routing"], phase2["ai_exhaustivity_after_check"]
+    assert after_check["auto_accepted"] <= after_check["asked"] <= routing["to_human_check"]
+    assert phase2["human_tasks"].get("exhaustivity_verification", 0) + after_check["auto_accepted"] >= \
+        routing["to_human_check"]
     if not routing["to_human_check"]:
         assert not {"mask_verification", "exhaustivity_verification"} & set(phase2["human_tasks"])
     assert routing["auto_accepted"] + routing["to_correction"] + routing["to_human_check"] + routing["taken_out"] + \
@@ -174,8 +177,10 @@ def test_routing_benchmark_audits_what_a_permissive_verifier_accepts(tmp_path):
     _check_arm_accounting(phase2, report["config"]["annotator"]["time_model"])
     routing = phase2["routing"]
     assert routing["auto_accepted"] > 0 == routing["failed"]
-    # audit_rate 1: every auto-accepted datapoint is reviewed, so every datapoint reaches a human.
-    assert phase2["audited"] == routing["auto_accepted"] == phase2["human_tasks"]["review"]
+    # audit_rate 1: every auto-accepted datapoint is reviewed (also those the verifier's EV settled after a human
+    # check), so every datapoint reaches a human.
+    auto_accepted = routing["auto_accepted"] + phase2["ai_exhaustivity_after_check"]["auto_accepted"]
+    assert phase2["audited"] == auto_accepted == phase2["human_tasks"]["review"]
     assert report["human_share_phase2"] == 1.0
     assert report["ai_precision_audited"] == pytest.approx(phase2["audit_confirmed"] / phase2["audited"])
     assert 0.0 <= report["ai_precision_audited"] <= 1.0 and 0.0 <= report["ai_precision_truth"] <= 1.0

@@ -2,7 +2,7 @@
 import pytest
 
 from dataengine.annotation import services
-from dataengine.annotation.models import HumanTask, Mask, TaskKind, TaskState, Verdict
+from dataengine.annotation.models import HumanTask, Mask, TaskKind, TaskState, Verdict, VerdictKind
 from dataengine.annotation.verifying import Thresholds, decide_route, sampled_for_audit, store_verifier_result, \
     submit_review, verifier_precision
 from dataengine.concepts.models import DatapointState, FinalLabel
@@ -39,7 +39,8 @@ def ev_probs(accept: float, **others) -> dict:
 
 
 def verify(project, datapoint, mv_accept: list[float], ev: dict, presence: float = 0.9):
-    job = Job.objects.get(task_name="verifiers.verify_datapoint.v1", payload__datapoint=datapoint.pk)
+    job = Job.objects.get(task_name="verifiers.verify_datapoint.v1", payload__datapoint=datapoint.pk,
+                          payload__ev_only=False)
     masks = job.payload["masks"]
     result = {"task": "verifiers.verify_datapoint.v1", "model_version": project.active_verifier.name,
               "template_versions": {"mv": "mv.v1", "ev": "ev.v1"},
@@ -47,6 +48,23 @@ def verify(project, datapoint, mv_accept: list[float], ev: dict, presence: float
               "ev": {"mask_ids": [m["id"] for m, p in zip(masks, mv_accept) if p >= 0.8], "probabilities": ev},
               "presence_score": presence, "error": None}
     return store_verifier_result(job.pk, result)
+
+
+def verify_exhaustivity(project, datapoint, accept: float):
+    """The verifier's answer to the EV it is asked after a human check (on the masks the human accepted)."""
+    job = Job.objects.get(task_name="verifiers.verify_datapoint.v1", payload__datapoint=datapoint.pk,
+                          payload__ev_only=True)
+    result = {"task": job.task_name, "model_version": project.active_verifier.name,
+              "template_versions": {"mv": "mv.v1", "ev": "ev.v1"}, "mv": [], "presence_score": 0.9, "error": None,
+              "ev": {"mask_ids": [m["id"] for m in job.payload["masks"]], "probabilities": ev_probs(accept)}}
+    return store_verifier_result(job.pk, result)
+
+
+def check_masks(project, user, decisions: list[str]):
+    for decision in decisions:
+        task = services.lease_next_task(project, user, TaskKind.MASK_VERIFICATION)
+        services.submit_mask_verification(task.pk, user=user, lease_token=task.lease_token, decision=decision,
+                                          seconds=2)
 
 
 def proposed(project, masks, phrase="red circle"):
@@ -99,6 +117,9 @@ def test_masks_the_ai_kept_but_cannot_certify_get_human_mask_checks_then_exhaust
     task = services.lease_next_task(phase2, alice, TaskKind.MASK_VERIFICATION)
     assert task.mask.state == "proposed" and not services.lease_next_task(phase2, alice, TaskKind.CORRECTION)
     services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, decision="accept", seconds=2)
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.AI_VERIFICATION, "the verifier may settle EV on the checked masks"
+    verify_exhaustivity(phase2, dp, 0.6)  # below the EV threshold 0.9: a human looks
     task = services.lease_next_task(phase2, alice, TaskKind.EXHAUSTIVITY_VERIFICATION)
     outcome = services.submit_exhaustivity_verification(task.pk, user=alice, lease_token=task.lease_token,
                                                         decision="reject", seconds=24)
@@ -114,14 +135,87 @@ def test_a_mask_the_ai_rejects_without_being_sure_still_gets_a_human_look(phase2
     dp.refresh_from_db()
     assert dp.state == DatapointState.MASK_VERIFICATION, "a human check, not a correction from scratch"
     assert sorted(Mask.objects.filter(datapoint=dp).values_list("state", flat=True)) == ["proposed", "proposed"]
-    task = services.lease_next_task(phase2, alice, TaskKind.MASK_VERIFICATION)
-    services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, decision="accept", seconds=2)
-    task = services.lease_next_task(phase2, alice, TaskKind.MASK_VERIFICATION)
-    services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, decision="reject", seconds=2)
+    check_masks(phase2, alice, ["accept", "reject"])
+    verify_exhaustivity(phase2, dp, 0.5)
     task = services.lease_next_task(phase2, alice, TaskKind.EXHAUSTIVITY_VERIFICATION)
     outcome = services.submit_exhaustivity_verification(task.pk, user=alice, lease_token=task.lease_token,
                                                         decision="accept", seconds=24)
     assert (outcome.datapoint.state, outcome.datapoint.final_label) == (DatapointState.ACCEPTED, FinalLabel.POSITIVE)
+
+
+def test_after_a_human_check_the_verifier_settles_exhaustivity_on_the_masks_the_human_accepted(phase2, alice):
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)])
+    verify(phase2, dp, [0.6, 0.4], ev_probs(0.2))  # nothing certified, no failure sign
+    check_masks(phase2, alice, ["accept", "reject"])
+    job = Job.objects.get(payload__datapoint=dp.pk, payload__ev_only=True)
+    accepted = Mask.objects.get(datapoint=dp, state="accepted")
+    assert [m["id"] for m in job.payload["masks"]] == [accepted.pk], "EV judges exactly what the human accepted"
+    verify_exhaustivity(phase2, dp, 0.95)
+    dp.refresh_from_db()
+    assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.POSITIVE, True)
+    assert not HumanTask.objects.filter(datapoint=dp, kind=TaskKind.EXHAUSTIVITY_VERIFICATION).exists()
+    verdict = Verdict.objects.filter(datapoint=dp, by_ai=True, kind=VerdictKind.EXHAUSTIVITY).latest("id")
+    assert "after the human check" in verdict.note and verdict.verifier_version.name == "verifier-test"
+    assert verify_exhaustivity(phase2, dp, 0.1).attempts == 2, "a replay changes nothing"
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.ACCEPTED
+
+
+def test_when_the_human_rejects_every_mask_the_verifier_may_certify_the_absence(phase2, alice):
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
+    dp.proposals.update(presence_score=0.2)  # SAM 3 and the verifier agree it is likely absent: no failure sign
+    verify(phase2, dp, [0.5], ev_probs(0.3), presence=0.2)
+    check_masks(phase2, alice, ["reject"])
+    verify_exhaustivity(phase2, dp, 0.93)
+    dp.refresh_from_db()
+    assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
+
+
+@pytest.mark.parametrize("presence, config, human_rejects, human_ev", [
+    (0.55, {}, False, False),  # SAM 3 unsure of presence: moot once a human accepted a mask
+    (0.55, {}, True, True),  # ... but not for a claimed absence
+    (0.9, {"low_score_phrases": ["red circle"]}, False, True),  # a failure sign about the masks themselves
+])
+def test_failure_signs_that_bear_on_the_claim_keep_exhaustivity_with_a_human(phase2, alice, presence, config,
+                                                                             human_rejects, human_ev):
+    phase2.config = {**phase2.config, **config}
+    phase2.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)])
+    dp.proposals.update(presence_score=presence)
+    verify(phase2, dp, [0.6], ev_probs(0.6), presence=presence)
+    check_masks(phase2, alice, ["reject" if human_rejects else "accept"])
+    dp.refresh_from_db()
+    assert dp.failure_signs
+    assert (dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION) is human_ev
+    assert Job.objects.filter(payload__datapoint=dp.pk, payload__ev_only=True).exists() is not human_ev
+
+
+def test_signs_about_masks_are_taken_again_on_the_masks_the_human_kept(phase2, alice):
+    phase2.config = {**phase2.config, "tiny_instance_fraction": 0.01}
+    phase2.save()
+    dp = proposed(phase2, [box_mask(0, 0, 2, 2), box_mask(30, 10, 50, 30)])
+    verify(phase2, dp, [0.6, 0.6], ev_probs(0.6))
+    dp.refresh_from_db()
+    assert "tiny_instances" in dp.failure_signs
+    for _ in range(2):  # the human rejects the fragment and accepts the good mask
+        task = services.lease_next_task(phase2, alice, TaskKind.MASK_VERIFICATION)
+        decision = "reject" if task.mask.area < 10 else "accept"
+        services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, decision=decision,
+                                          seconds=2)
+    assert Job.objects.filter(payload__datapoint=dp.pk, payload__ev_only=True).exists(), \
+        "the tiny fragment was rejected: no reason left to keep EV from the verifier"
+
+
+def test_a_verifier_error_on_the_exhaustivity_after_a_check_falls_back_to_a_human_exhaustivity_check(phase2,
+                                                                                                       alice):
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)])
+    verify(phase2, dp, [0.6], ev_probs(0.6))
+    check_masks(phase2, alice, ["accept"])
+    job = Job.objects.get(payload__datapoint=dp.pk, payload__ev_only=True)
+    store_verifier_result(job.pk, {"model_version": "verifier-test", "error": {"kind": "model", "message": "boom"}})
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and "verifier error" in dp.reason
+    assert HumanTask.objects.get(datapoint=dp, kind=TaskKind.EXHAUSTIVITY_VERIFICATION).state == TaskState.QUEUED
 
 
 def test_what_the_ai_leans_to_reject_goes_to_correction_with_the_reason(phase2):

@@ -72,6 +72,15 @@ def test_scores_every_mask_then_ev_on_the_kept_ones(scene_png, scene_rles, tiny_
     assert none_kept["presence_score"] == pytest.approx(result["presence_score"], abs=1e-6)
 
 
+def test_ev_only_judges_exactly_the_given_masks_without_mask_verification(scene_png, scene_rles, tiny_checkpoint):
+    masks = [{"id": 11, "rle": scene_rles[0]}, {"id": 12, "rle": scene_rles[1]}]
+    # A threshold of 1.0 would make MV keep nothing; ev_only ignores it: a human already accepted these masks.
+    result = run_task(payload(scene_png.as_uri(), masks, str(tiny_checkpoint), threshold=1.0, ev_only=True))
+    assert result["error"] is None and result["mv"] == [] and result["ev"]["mask_ids"] == [11, 12]
+    both = run_task(payload(scene_png.as_uri(), masks, str(tiny_checkpoint), threshold=0.0))
+    assert result["ev"]["probabilities"] == pytest.approx(both["ev"]["probabilities"], abs=1e-6)
+
+
 def test_no_masks_is_a_presence_question(scene_png, tiny_checkpoint):
     result = run_task(payload(scene_png.as_uri(), [], str(tiny_checkpoint), phrase="dog"))
     assert result["error"] is None and result["mv"] == [] and result["ev"]["mask_ids"] == []
@@ -86,6 +95,7 @@ def test_no_masks_is_a_presence_question(scene_png, tiny_checkpoint):
     ({"phrase": ""}, "input", "phrase"),
     ({"masks": [{"id": "1", "rle": {}}]}, "input", "masks[0]"),
     ({"mv_accept_threshold": 2}, "input", "mv_accept_threshold"),
+    ({"ev_only": "yes"}, "input", "ev_only"),
     ({"model": {"version": "v", "uri": "/no/such/checkpoint"}}, "model", "no verifier checkpoint"),
     ({"media_uri": "/no/such/image.png"}, "media", "not found"),
 ])

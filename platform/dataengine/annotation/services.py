@@ -256,7 +256,10 @@ class Outcome:
 
 
 def submit_mask_verification(task_id: int, *, user, lease_token: int, decision: str, seconds: float) -> Outcome:
-    """Record a human MV decision on one mask; when the datapoint's last MV is in, queue its EV."""
+    """Record a human MV decision on one mask; when the datapoint's last MV is in, queue its EV (in Phase 2, the
+    verifier's where it may settle it: verifying.request_exhaustivity_after_check)."""
+    from dataengine.annotation.verifying import request_exhaustivity_after_check
+
     if decision not in MVOption.values:
         raise InvalidInput(f"decision must be one of {MVOption.values}")
     with transaction.atomic():
@@ -272,7 +275,8 @@ def submit_mask_verification(task_id: int, *, user, lease_token: int, decision: 
         if decision in TAKES_PHRASE_OUT:
             _take_out_of_circulation(datapoint, f"mask verification: {decision}")
         elif not HumanTask.objects.filter(datapoint=datapoint, kind=TaskKind.MASK_VERIFICATION,
-                                          state__in=OPEN_TASK_STATES).exists():
+                                          state__in=OPEN_TASK_STATES).exists() \
+                and request_exhaustivity_after_check(datapoint) is None:
             datapoint.state = DatapointState.EXHAUSTIVITY_VERIFICATION
             datapoint.save(update_fields=["state", "updated_at"])
             _queue(datapoint, TaskKind.EXHAUSTIVITY_VERIFICATION, ProjectConfig.of(datapoint.project).ev_priority)

@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 VERIFY_TASK = "verifiers.verify_datapoint.v1"
 MV_ACCEPTS = (MVOption.ACCEPT, MVOption.ACCEPT_AS_TEXT)
 TAKES_OUT = (MVOption.FLAG_LABEL, MVOption.WHOLE_IMAGE)
+# Failure signs about presence alone (decide_route): once a human accepted masks the concept is present, and these
+# say nothing about whether the masks are all of them.
+PRESENCE_SIGNS = frozenset({"presence_margin", "presence_disagreement"})
 
 
 @dataclass(frozen=True)
@@ -82,22 +85,55 @@ def thresholds_for(version: ModelVersion, target_precision: float) -> Thresholds
 
 def request_verification(datapoint: Datapoint) -> Job:
     """Create the verification job for a datapoint whose proposal was just stored; enqueue it after commit."""
+    version = datapoint.project.active_verifier
+    t_mv = thresholds_for(version, ProjectConfig.of(datapoint.project).target_precision).mv
+    masks = list(datapoint.masks.filter(state=MaskState.PROPOSED).order_by("id"))
+    # Without a calibrated MV threshold no mask counts as accepted: EV then judges zero boxes ("not present").
+    return _verification_job(datapoint, version, masks, mv_accept_threshold=t_mv if t_mv is not None else 1.0)
+
+
+def request_exhaustivity_after_check(datapoint: Datapoint) -> Job | None:
+    """After a human check's MV, let the verifier settle EV on the masks the human accepted, where it may.
+
+    A human EV costs far more than an MV (a look at the whole image for what is missing, against a glance at one
+    mask), and on the engine's own questions EV is where a verifier is most often sure. Returns None (a human EV
+    follows) unless the datapoint was routed by the AI verifiers, the active verifier has a threshold for the claim
+    (``ev`` with masks, ``ev_zero`` with none) at the project's target precision, and no failure sign bears on it.
+    The signs are taken again on what the human kept (a tiny fragment the human rejected is no reason); those
+    about presence stay for a claimed absence and are moot once a human accepted a mask."""
     project = datapoint.project
     version = project.active_verifier
-    t_mv = thresholds_for(version, ProjectConfig.of(project).target_precision).mv
-    masks = list(datapoint.masks.filter(state=MaskState.PROPOSED).order_by("id"))
+    if project.phase < 2 or version is None or not Verdict.objects.filter(
+            datapoint=datapoint, kind=VerdictKind.EXHAUSTIVITY, by_ai=True).exists():
+        return None
+    config = ProjectConfig.of(project)
+    masks = list(datapoint.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
+    thresholds = thresholds_for(version, config.target_precision)
+    if (thresholds.ev if masks else thresholds.ev_zero) is None:
+        return None
+    signs = set(failure_signs(mask_areas=[m.area for m in masks], phrase=datapoint.concept.phrase, config=config,
+                              image_area=datapoint.media.width * datapoint.media.height))
+    if signs or (not masks and PRESENCE_SIGNS & set(datapoint.failure_signs or ())):
+        return None
+    datapoint.state = DatapointState.AI_VERIFICATION
+    datapoint.save(update_fields=["state", "updated_at"])
+    return _verification_job(datapoint, version, masks, ev_only=True)
+
+
+def _verification_job(datapoint: Datapoint, version: ModelVersion, masks: list[Mask], *,
+                      mv_accept_threshold: float = 0.0, ev_only: bool = False) -> Job:
     payload = {
         "media_uri": media_uri(datapoint.media.storage_name),
         "phrase": datapoint.concept.phrase,
         "masks": [{"id": m.pk, "rle": m.rle} for m in masks],
         "model": {"version": version.name, "uri": version.uri},
-        # Without a calibrated MV threshold no mask counts as accepted: EV then judges zero boxes ("not present").
-        "mv_accept_threshold": t_mv if t_mv is not None else 1.0,
+        "mv_accept_threshold": mv_accept_threshold,
+        "ev_only": ev_only,
     }
     job, created = get_or_create_job(
-        VERIFY_TASK, project=project, payload={**payload, "datapoint": datapoint.pk},
+        VERIFY_TASK, project=datapoint.project, payload={**payload, "datapoint": datapoint.pk},
         key_inputs={"datapoint": datapoint.pk, "revision": datapoint.revision, "verifier": version.name,
-                    "masks": [m.pk for m in masks]},
+                    "masks": [m.pk for m in masks], "ev_only": ev_only},
     )
     if created:
         transaction.on_commit(lambda: enqueue_verification_chain(payload, job.pk))
@@ -123,6 +159,7 @@ class Route:
     priority: int = 0
     human_check: bool = False  # a human confirms the AI's answer (MV + EV) rather than correcting from scratch
     check_mask_ids: list[int] = field(default_factory=list)  # the masks a human check verifies
+    failure_signs: list[str] = field(default_factory=list)  # codes (FAILURE_SIGNS) of the signs among the reasons
 
 
 def p_accept(probabilities: dict) -> float:
@@ -168,18 +205,10 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     elif ev_accept < thresholds.ev_zero:
         reasons.append(f"EV not confident the concept is absent (P(accept | zero boxes) {ev_accept:.2f} < "
                        f"{thresholds.ev_zero:.2f})")
-    signs = []  # failure-prone items: a human sees them whatever the verifiers say
-    if abs(sam3_presence - 0.5) < config.presence_margin:
-        signs.append(f"SAM 3 presence {sam3_presence:.2f} near the threshold")
-    if (sam3_presence >= 0.5) != (ai_presence >= 0.5):
-        signs.append(f"model and verifier disagree on presence ({sam3_presence:.2f} vs {ai_presence:.2f})")
-    if len(mv) >= config.crowded_instances:
-        signs.append(f"crowded: {len(mv)} proposed instances")
-    if any(area < config.tiny_instance_fraction * image_area for area in mask_areas.values()):
-        signs.append("tiny instances")
-    if phrase in config.low_score_phrases:
-        signs.append("the current model scores low on this phrase")
-    reasons += signs
+    # Failure-prone items: a human sees them whatever the verifiers say.
+    signs = failure_signs(mask_areas=list(mask_areas.values()), image_area=image_area, phrase=phrase, config=config,
+                          presence=(sam3_presence, ai_presence))
+    reasons += signs.values()
     # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
     priority = round(100 * (1 - ev_accept)) + 10 * len(reasons)
     surely_wrong = 1 - config.target_precision
@@ -187,7 +216,28 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
         m for m in mask_areas if m not in mv or p_accept(mv[m]) > surely_wrong]
     human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or set(checked) != set(accepted))
     return Route(not reasons, accepted, reasons=reasons, priority=priority, human_check=human_check,
-                 check_mask_ids=checked if human_check else [])
+                 check_mask_ids=checked if human_check else [], failure_signs=list(signs))
+
+
+def failure_signs(*, mask_areas: list[int], image_area: int, phrase: str, config: ProjectConfig,
+                  presence: tuple[float, float] | None = None) -> dict[str, str]:
+    """Signs that the AI may be wrong on an item, code -> why: about its masks (``mask_areas``), its phrase and,
+    given ``presence`` (SAM 3's, the verifier's), about whether the concept is there at all."""
+    signs = {}
+    if presence is not None:
+        sam3_presence, ai_presence = presence
+        if abs(sam3_presence - 0.5) < config.presence_margin:
+            signs["presence_margin"] = f"SAM 3 presence {sam3_presence:.2f} near the threshold"
+        if (sam3_presence >= 0.5) != (ai_presence >= 0.5):
+            signs["presence_disagreement"] = (f"model and verifier disagree on presence ({sam3_presence:.2f} vs "
+                                              f"{ai_presence:.2f})")
+    if len(mask_areas) >= config.crowded_instances:
+        signs["crowded"] = f"crowded: {len(mask_areas)} instances"
+    if any(area < config.tiny_instance_fraction * image_area for area in mask_areas):
+        signs["tiny_instances"] = "tiny instances"
+    if phrase in config.low_score_phrases:
+        signs["low_score_phrase"] = "the current model scores low on this phrase"
+    return signs
 
 
 def sampled_for_audit(datapoint_id: int, rate: float) -> bool:
@@ -213,11 +263,14 @@ def store_verifier_result(job_id: int, result: dict) -> Job:
             job.state = JobState.DONE
         elif result.get("error"):
             job.state, job.error = JobState.FAILED, f"{result['error'].get('kind')}: {result['error'].get('message')}"
-            # The defined fallback: a human corrects what the verifier could not judge.
-            _to_correction(datapoint, [f"verifier error: {job.error}"], ProjectConfig.of(datapoint.project)
-                           .correction_priority)
+            # The defined fallback: a human does what the verifier could not judge.
+            if job.payload.get("ev_only"):
+                _to_human_ev(datapoint, [f"verifier error: {job.error}"])
+            else:
+                _to_correction(datapoint, [f"verifier error: {job.error}"], ProjectConfig.of(datapoint.project)
+                               .correction_priority)
         else:
-            _apply(datapoint, result)
+            (_apply_exhaustivity if job.payload.get("ev_only") else _apply)(datapoint, result)
             job.state = JobState.DONE
         job.save(update_fields=["state", "error", "attempts", "updated_at"])
     return job
@@ -262,19 +315,55 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
             mask.state = MaskState.ACCEPTED if pk in route.accepted_mask_ids else MaskState.REJECTED
     Mask.objects.bulk_update(masks.values(), ["state"])
     datapoint.revision += 1
-    datapoint.save(update_fields=["revision"])
+    datapoint.failure_signs = route.failure_signs
+    datapoint.save(update_fields=["revision", "failure_signs"])
     if route.take_out:
         _take_out_of_circulation(datapoint, route.take_out)
     elif route.auto_accept:
-        _accept(datapoint)
-        datapoint.auto_accepted = True
-        datapoint.save(update_fields=["auto_accepted"])
-        if sampled_for_audit(datapoint.pk, config.audit_rate):
-            _queue(datapoint, TaskKind.REVIEW, config.ev_priority)
+        _auto_accept(datapoint, config)
     elif route.human_check:
         _to_human_check(datapoint, [masks[pk] for pk in route.check_mask_ids], route, config)
     else:
         _to_correction(datapoint, route.reasons, route.priority)
+
+
+def _auto_accept(datapoint: Datapoint, config: ProjectConfig) -> None:
+    _accept(datapoint)
+    datapoint.auto_accepted = True
+    datapoint.save(update_fields=["auto_accepted"])
+    if sampled_for_audit(datapoint.pk, config.audit_rate):
+        _queue(datapoint, TaskKind.REVIEW, config.ev_priority)
+
+
+def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
+    """The verifier's EV on the masks a human check accepted: accepted at the threshold, else a human EV."""
+    config = ProjectConfig.of(datapoint.project)
+    version = ModelVersion.objects.get(name=result["model_version"])
+    ev = result["ev"]["probabilities"]
+    Verdict.objects.create(kind=VerdictKind.EXHAUSTIVITY, datapoint=datapoint, by_ai=True, verifier_version=version,
+                           probabilities=ev, decision=max(ev, key=ev.get),
+                           template_version=result.get("template_versions", {}).get("ev", ""),
+                           note=f"after the human check, masks judged: {result['ev']['mask_ids']}")
+    accepted = set(datapoint.masks.filter(state=MaskState.ACCEPTED).values_list("pk", flat=True))
+    if set(result["ev"]["mask_ids"]) != accepted:
+        _to_human_ev(datapoint, ["the verifier judged other masks than the ones the human check accepted"])
+        return
+    thresholds = thresholds_for(version, config.target_precision)
+    threshold = thresholds.ev if accepted else thresholds.ev_zero
+    p = float(ev.get(EVOption.ACCEPT, 0.0))
+    if threshold is not None and p >= threshold:
+        _auto_accept(datapoint, config)
+    else:
+        claim = "the checked masks are exhaustive" if accepted else "the concept is absent"
+        limit = f"{threshold:.2f}" if threshold is not None else "no threshold"
+        _to_human_ev(datapoint, [f"EV not confident {claim} (P(accept) {p:.2f} < {limit})"])
+
+
+def _to_human_ev(datapoint: Datapoint, reasons: list[str]) -> None:
+    datapoint.state = DatapointState.EXHAUSTIVITY_VERIFICATION
+    datapoint.reason = "; ".join(reasons)
+    datapoint.save(update_fields=["state", "reason", "updated_at"])
+    _queue(datapoint, TaskKind.EXHAUSTIVITY_VERIFICATION, ProjectConfig.of(datapoint.project).ev_priority)
 
 
 def _to_human_check(datapoint: Datapoint, kept: list[Mask], route: Route, config: ProjectConfig) -> None:

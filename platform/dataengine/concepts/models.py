@@ -52,6 +52,8 @@ class Datapoint(models.Model):
     reason = models.TextField(blank=True, help_text="Why it was rejected or failed.")
     is_gold = models.BooleanField(default=False, help_text="Part of the project's frozen gold set.")
     auto_accepted = models.BooleanField(default=False, help_text="Accepted by the AI verifiers without a human.")
+    failure_signs = models.JSONField(default=list, blank=True,
+                                     help_text="Phase 2+: why routing thinks the AI may be wrong here (codes).")
     # Bumped on every change of the datapoint's masks: a submission based on an older revision is stale.
     revision = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

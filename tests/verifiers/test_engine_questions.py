@@ -1,0 +1,85 @@
+"""Held-out verdicts on the questions the engine asks: SAM 3's proposals, then EV on what the human accepted."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from model import rle as rle_lib
+from model.sam3.predictor import Instance, PhraseProposal
+from model.synthetic import generate_world
+from verifiers.engine_questions import engine_questions, main, meta_path
+from verifiers.training import load_examples
+
+
+class GoldPlusDecoyPredictor:
+    """Proposes every true instance of a pair and one mask of another object (the decoy)."""
+
+    def __init__(self, gold: dict):
+        by_pair = {}
+        for entry in gold["images"]:
+            by_pair[(entry["file_name"], entry["text_input"])] = [
+                a["segmentation"] for a in gold["annotations"] if a["image_id"] == entry["id"]]
+        self.by_pair = by_pair
+        self.file_name = None
+
+    def propose(self, image, phrases, *, score_threshold, max_instances):
+        proposals = []
+        everything = [r for (name, _), rles in self.by_pair.items() if name == self.file_name for r in rles]
+        for phrase in phrases:
+            true = self.by_pair[(self.file_name, phrase)]
+            decoy = next((r for r in everything if r not in true), None)
+            instances = [Instance(rle=r, box_xyxy=[0, 0, 1, 1], score=0.9) for r in true]
+            if decoy is not None:
+                instances.append(Instance(rle=decoy, box_xyxy=[0, 0, 1, 1], score=0.1))
+            proposals.append(PhraseProposal(phrase, 0.9, instances[:max_instances]))
+        return proposals
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("engine-world")
+    generate_world(folder, seed=3, n_images=1)
+    return folder
+
+
+def test_each_proposal_gets_an_mv_question_and_ev_judges_what_the_first_annotator_accepted(world):
+    gold = json.loads((world / "gold.json").read_text())
+    predictor = GoldPlusDecoyPredictor(gold)
+    predictor.file_name = gold["images"][0]["file_name"]
+    rows = list(engine_questions(world / "gold.json", predictor, max_instances=10, error_rate=0.0))
+    pairs = {(e["file_name"], e["text_input"]) for e in gold["images"]}
+    assert {(r["image"], r["phrase"]) for r in rows} == pairs
+    for (name, phrase) in pairs:
+        true = predictor.by_pair[(name, phrase)]
+        mv = [r for r in rows if r["task"] == "mv" and r["phrase"] == phrase]
+        [ev] = [r for r in rows if r["task"] == "ev" and r["phrase"] == phrase]
+        assert all(len(r["rles"]) == 1 and r["kind"] == "engine_proposal" for r in mv)
+        # Error-free annotators: true instances accepted, the decoy rejected, and the boxed set is complete.
+        assert [r["label"] for r in mv] == ["accept"] * len(true) + ["reject"] * (len(mv) - len(true))
+        assert all(r["gold"] == r["label"] == r["correct"] for r in mv + [ev])
+        assert ev["rles"] == true and ev["label"] == "accept"
+        assert ev["kind"] == ("engine_after_mv" if true else "engine_zero_boxes")
+
+
+def test_an_incomplete_proposal_set_is_an_ev_reject(world):
+    gold = json.loads((world / "gold.json").read_text())
+    predictor = GoldPlusDecoyPredictor(gold)
+    predictor.file_name = gold["images"][0]["file_name"]
+    rows = list(engine_questions(world / "gold.json", predictor, max_instances=1, error_rate=0.0))
+    for (_, phrase), true in predictor.by_pair.items():
+        [ev] = [r for r in rows if r["task"] == "ev" and r["phrase"] == phrase]
+        assert ev["label"] == ("reject" if len(true) > 1 else "accept")
+
+
+def test_the_command_writes_examples_calibration_reads_with_their_provenance(world, tmp_path):
+    out = tmp_path / "examples.jsonl"
+    assert main(["--sam3", "preset:tiny?seed=0", "--gold", str(world / "gold.json"), "--out", str(out)]) == 0
+    examples = load_examples(out, world)
+    assert examples and {e.task for e in examples} == {"mv", "ev"} and all(e.gold for e in examples)
+    meta = json.loads(meta_path(out).read_text())
+    assert meta["sam3"] == "preset:tiny?seed=0" and meta["max_instances"] == 3  # the version that proposed
+    assert sum(meta["questions"].values()) == len(examples)
+    for example in examples:
+        if example.task == "mv":
+            assert rle_lib.area(example.rles)[0] > 0

@@ -1,0 +1,125 @@
+"""The questions the engine really asks a verifier, answered by simulated annotators: held-out verdicts for
+calibrating thresholds on the distribution the routing meets.
+
+    PYTHONPATH=platform:. python -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \\
+        --gold data/calib-world/gold.json --out data/calib-world/examples.jsonl [--max-instances 3]
+
+``verifiers.synthetic`` builds balanced questions to teach a verifier (as many incomplete boxed sets as complete
+ones). Thresholds must instead be chosen on the items routing will judge, as a project's Phase 1 verdicts would
+give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposals with the engine's settings (top
+``max_instances``, score threshold 0, as the demo and the routing benchmark propose), an MV question per proposed
+mask, and the EV question a human check asks next, on the masks the first annotator accepted (zero boxes when
+none). ``label`` is the first annotator's verdict (3% mistakes by default), ``gold`` the majority of
+``adjudicators`` independent annotators, as a gold set is triple-annotated. The file is what
+``manage.py export_verifier_examples`` writes, so ``python -m verifiers.calibrate --examples FILE --images DIR``
+reads it; the gold file's world must be one the routing is not measured on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+from PIL import Image
+
+
+def _annotators(error_rate: float, seed: int, n: int) -> list:
+    from simulated_annotator.config import AnnotatorConfig
+
+    # Annotator k has seed + k * 7919: independent mistakes on the same questions (as verifiers.synthetic).
+    return [AnnotatorConfig(error_rate_mv=error_rate, error_rate_ev=error_rate, seed=seed + k * 7919)
+            for k in range(max(1, n))]
+
+
+def _majority(decisions: list[str]) -> str:
+    votes = Counter(decisions)
+    top = max(votes.values())
+    return next(d for d in decisions if votes[d] == top)
+
+
+def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3, score_threshold: float = 0.0,
+                     error_rate: float = 0.03, adjudicators: int = 3, seed: int = 0) -> Iterator[dict]:
+    """JSONL rows (``verifiers.training.load_examples``) for every pair of ``gold_path``, image by image."""
+    try:
+        from simulated_annotator.decisions import answer_exhaustivity, answer_mask_verification
+        from simulated_annotator.ground_truth import GroundTruth
+    except ImportError as exc:
+        raise RuntimeError("verifiers.engine_questions needs the simulated annotator: run with "
+                           "PYTHONPATH=platform:.") from exc
+    gold_path = Path(gold_path)
+    truth = GroundTruth.from_gold(gold_path)
+    annotators = _annotators(error_rate, seed, adjudicators)
+    phrases_by_image: dict[str, list[str]] = {}
+    for entry in json.loads(gold_path.read_text())["images"]:
+        phrases_by_image.setdefault(entry["file_name"], []).append(entry["text_input"])
+    for name, phrases in sorted(phrases_by_image.items()):
+        with Image.open(gold_path.parent / name) as handle:
+            image = handle.convert("RGB")
+        media = {"sha256": truth.sha256_for_name(name), "name": name}
+        proposals = predictor.propose(image, phrases, score_threshold=score_threshold, max_instances=max_instances)
+        for phrase, proposal in zip(phrases, proposals):
+            datapoint = {"media": media, "phrase": phrase}
+            accepted = []
+            for instance in proposal.instances:
+                task = {"datapoint": datapoint, "mask": {"rle": instance.rle}}
+                answers = [answer_mask_verification(task, truth, a) for a in annotators]
+                if answers[0].decision == "accept":
+                    accepted.append(instance.rle)
+                yield {"task": "mv", "image": name, "phrase": phrase, "rles": [instance.rle],
+                       "label": answers[0].decision, "correct": answers[0].correct, "kind": "engine_proposal",
+                       "gold": _majority([a.decision for a in answers])}
+            task = {"datapoint": datapoint, "masks": [{"rle": rle} for rle in accepted]}
+            answers = [answer_exhaustivity(task, truth, a) for a in annotators]
+            yield {"task": "ev", "image": name, "phrase": phrase, "rles": accepted, "label": answers[0].decision,
+                   "correct": answers[0].correct, "kind": "engine_after_mv" if accepted else "engine_zero_boxes",
+                   "gold": _majority([a.decision for a in answers])}
+
+
+def meta_path(examples: str | Path) -> Path:
+    """Where the provenance of an examples file lives: EXAMPLES.meta.json beside it."""
+    examples = Path(examples)
+    return examples.with_name(examples.stem + ".meta.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verifiers.engine_questions", description=__doc__.splitlines()[0])
+    parser.add_argument("--sam3", required=True, help="SAM 3 checkpoint folder, s3:// URI or preset:<name> that proposes")
+    parser.add_argument("--gold", type=Path, required=True, help="gold.json of a world (images beside it)")
+    parser.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    parser.add_argument("--max-instances", type=int, default=3)
+    parser.add_argument("--score-threshold", type=float, default=0.0)
+    parser.add_argument("--error-rate", type=float, default=0.03, help="each simulated annotator's mistake rate")
+    parser.add_argument("--adjudicators", type=int, default=3, help="annotators per gold verdict")
+    parser.add_argument("--seed", type=int, default=0, help="the simulated annotators' seed")
+    parser.add_argument("--cache-dir", type=Path, default=Path("data/model-cache"))
+    args = parser.parse_args(argv)
+    import torch
+
+    from model.sam3.build import resolve_model
+    from model.sam3.predictor import ConceptPredictor
+
+    torch.set_num_threads(1)
+    predictor = ConceptPredictor(resolve_model(args.sam3, cache_dir=args.cache_dir))
+    counts: Counter = Counter()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w") as handle:
+        for row in engine_questions(args.gold, predictor, max_instances=args.max_instances,
+                                    score_threshold=args.score_threshold, error_rate=args.error_rate,
+                                    adjudicators=args.adjudicators, seed=args.seed):
+            handle.write(json.dumps(row) + "\n")
+            counts[f"{row['kind']}:{row['gold']}"] += 1
+    meta = {"source": "verifiers.engine_questions", "sam3": predictor.version, "gold": str(args.gold),
+            "max_instances": args.max_instances, "score_threshold": args.score_threshold,
+            "annotators": {"error_rate": args.error_rate, "adjudicators": args.adjudicators, "seed": args.seed},
+            "questions": dict(sorted(counts.items()))}
+    meta_path(args.out).write_text(json.dumps(meta, indent=2) + "\n")
+    json.dump({"out": str(args.out), **meta}, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
