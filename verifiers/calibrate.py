@@ -21,13 +21,15 @@ from pathlib import Path
 
 from verifiers.engine_questions import meta_path
 from verifiers.model import save_verifier
+from verifiers.options import TASKS
 from verifiers.training import Heldout, TrainConfig, evaluate, load_examples, write_readme
 
 
 def recalibrate(verifier, heldout: Heldout, out: str | Path, *, config: TrainConfig, data: dict) -> dict:
     """Fit temperatures and thresholds of ``verifier`` on ``heldout`` and save it to ``out``; the new manifest."""
+    # Asked as routing will ask it: with the templates the verifier names (not the current ones).
     evaluation = evaluate(verifier.model, verifier.processor, verifier.letter_ids, heldout,
-                          size=verifier.render_size, config=config)
+                          size=verifier.render_size, config=config, templates={t: verifier.template(t) for t in TASKS})
     previous = dict(verifier.manifest)
     manifest = {
         "temperature": evaluation["temperature"],

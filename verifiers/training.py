@@ -30,7 +30,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from verifiers.model import (
     save_verifier,
 )
 from verifiers.options import MV_ACCEPTS, check_option, options_for, shuffled_order
-from verifiers.prompts import TEMPLATE_VERSIONS, check_phrase, template_for
+from verifiers.prompts import TEMPLATE_VERSIONS, Template, check_phrase, template_for
 from verifiers.render import render_ev, render_mv
 from verifiers.synthetic import Example
 
@@ -102,15 +102,17 @@ def resolve_device(name: str) -> torch.device:
 # ----------------------------------------------------------------------------------------------
 
 
-def render_question(example: Example, *, size: int, order: Sequence[str]) -> tuple[Image.Image, str]:
-    """(image, prompt) for ``example`` with its options in ``order``. VerifierInputError for bad input."""
+def render_question(example: Example, *, size: int, order: Sequence[str],
+                    templates: Mapping[str, Template] | None = None) -> tuple[Image.Image, str]:
+    """(image, prompt) for ``example`` with its options in ``order``, asked with ``templates[task]`` (a verifier's
+    own: Verifier.template) or the current template. VerifierInputError for bad input."""
     phrase = check_phrase(example.phrase)
+    template = (templates or {}).get(example.task) or template_for(example.task)
     if example.task == "mv":
         if len(example.rles) != 1:
             raise VerifierInputError("an MV example has exactly one mask")
         return render_mv(example.image, example.rles[0], phrase, size=size), \
-            template_for("mv").render(phrase=phrase, order=order)
-    template = template_for("ev")
+            template.render(phrase=phrase, order=order)
     return render_ev(example.image, example.rles, phrase, size=size, line=template.box_line(size)), \
         template.render(phrase=phrase, order=order, n_boxes=len(example.rles))
 
@@ -120,22 +122,24 @@ def _image_token(processor) -> int:
 
 
 def batch_inputs(processor, examples: Sequence[Example], *, size: int, rng: random.Random | None,
-                 shuffle_prob: float) -> tuple[dict, torch.Tensor]:
+                 shuffle_prob: float, templates: Mapping[str, Template] | None = None) -> tuple[dict, torch.Tensor]:
     """Encoded inputs and target letter indices for a batch of one task (options shuffled with ``rng``)."""
     task = examples[0].task
     images, texts, targets = [], [], []
     for example in examples:
         order = shuffled_order(task, rng) if rng is not None and rng.random() < shuffle_prob else options_for(task)
-        image, text = render_question(example, size=size, order=order)
+        image, text = render_question(example, size=size, order=order, templates=templates)
         images.append(image)
         texts.append(text)
         targets.append(order.index(example.label))
     return encode(processor, images, texts), torch.tensor(targets)
 
 
-def heldout_batches(processor, examples: Sequence[Example], *, size: int, batch_size: int = 64) -> list[dict]:
+def heldout_batches(processor, examples: Sequence[Example], *, size: int, batch_size: int = 64,
+                    templates: Mapping[str, Template] | None = None) -> list[dict]:
     """Encoded inputs (canonical option order, on CPU) of held-out examples, ``batch_size`` at a time."""
-    return [batch_inputs(processor, examples[start:start + batch_size], size=size, rng=None, shuffle_prob=0.0)[0]
+    return [batch_inputs(processor, examples[start:start + batch_size], size=size, rng=None, shuffle_prob=0.0,
+                         templates=templates)[0]
             for start in range(0, len(examples), batch_size)]
 
 
@@ -284,12 +288,14 @@ class Heldout:
             (test if math.floor((i + 1) * test_share) > math.floor(i * test_share) else calib).append(i)
         return calib, test
 
-    def encoded(self, task: str, processor, *, size: int, batch_size: int = 64) -> list[dict]:
+    def encoded(self, task: str, processor, *, size: int, batch_size: int = 64,
+                templates: Mapping[str, Template] | None = None) -> list[dict]:
         """The task's examples encoded once (they never change): evaluations stop re-rendering them."""
-        key = (task, id(processor), size, batch_size)
+        version = ((templates or {}).get(task) or template_for(task)).version
+        key = (task, id(processor), size, batch_size, version)
         if key not in self._encoded:
             self._encoded[key] = heldout_batches(processor, self.examples.get(task) or [], size=size,
-                                                 batch_size=batch_size)
+                                                 batch_size=batch_size, templates=templates)
         return self._encoded[key]
 
 
@@ -309,8 +315,11 @@ def _threshold_groups(task: str, examples: Sequence[Example]) -> dict[str, np.nd
 
 
 def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, config: TrainConfig,
-             device: torch.device | str | None = None) -> dict:
+             device: torch.device | str | None = None, templates: Mapping[str, Template] | None = None) -> dict:
     """Calibrate each task on the calibration half and report on the test half (see module docstring).
+
+    ``templates``: how the questions are asked, which must be how the verifier will be asked (a checkpoint's own,
+    Verifier.template); the current templates by default, as training uses them.
 
     Temperatures and thresholds are fitted on each item's calibration label (``calibration_label``: the
     adjudicated verdict where there is one); the report compares with the single verdicts, and gives the
@@ -328,7 +337,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         if hasattr(model, "set_adapter"):
             model.set_adapter(task)  # each task is judged with its own adapter, as the Verifier scores it
         logits = heldout_logits(model, processor, letter_ids, examples, size=size, device=device,
-                                encoded=heldout.encoded(task, processor, size=size))
+                                encoded=heldout.encoded(task, processor, size=size, templates=templates))
         labels = [e.label for e in examples]
         calib, test = (np.array(half, dtype=np.int64) for half in heldout.halves(task))
         y_cal = np.array([options.index(calibration_label(e)) for e in examples])

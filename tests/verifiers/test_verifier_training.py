@@ -279,3 +279,37 @@ def test_open_cross_attention_gates_let_the_image_into_a_random_tiny_verifier(sc
     assert image_effect() == 0.0  # Mllama's zero gates: blind to the image
     assert open_cross_attention_gates(verifier.model, 1.0) == 4
     assert image_effect() > 1e-3
+
+
+def test_calibration_asks_each_question_as_the_verifier_will_be_asked_in_routing(scene_image, scene_rles):
+    """A verifier trained with ev.v1 (one-pixel boxes) is calibrated on ev.v1 renders, not on the current ev.v2."""
+    import numpy as np
+
+    from verifiers import calibration
+    from verifiers.model import EVItem, build_tiny_verifier, open_cross_attention_gates
+    from verifiers.options import EV_OPTIONS, TASKS
+    from verifiers.synthetic import Example
+    from verifiers.training import Heldout, heldout_logits
+
+    verifier = build_tiny_verifier(0)
+    open_cross_attention_gates(verifier.model, 1.0)  # let the image (and so the box width) matter
+    verifier.manifest["template_versions"] = {"mv": "mv.v1", "ev": "ev.v1"}
+    examples = [Example("ev", scene_image, "yellow shape", scene_rles[:k], "accept") for k in (1, 2)]
+    heldout = Heldout({"ev": examples})
+    own = {t: verifier.template(t) for t in TASKS}
+
+    def logits(templates):
+        return heldout_logits(verifier.model, verifier.processor, verifier.letter_ids, examples,
+                              size=verifier.render_size,
+                              encoded=heldout.encoded("ev", verifier.processor, size=verifier.render_size,
+                                                      templates=templates))
+
+    verifier.manifest["temperature"] = {}  # raw probabilities, as the logits below
+    asked = np.array([[p[o] for o in EV_OPTIONS] for p in verifier.score_ev(
+        [EVItem(e.image, e.rles, e.phrase) for e in examples])])
+
+    def probabilities(templates):
+        return calibration.softmax(logits(templates))
+
+    np.testing.assert_allclose(probabilities(own), asked, atol=1e-5)
+    assert np.abs(probabilities(None) - asked).max() > 1e-5, "the current template draws other boxes"
