@@ -195,3 +195,15 @@ def test_the_review_endpoint_refuses_other_kinds_of_task(audited, rita):
     bad = review(client, task, "confirm")
     assert bad.status_code == 400 and "not review" in bad.json()["message"]
     assert not Verdict.objects.filter(kind=VerdictKind.REVIEW).exists()
+
+
+def test_a_datapoint_shows_leads_whether_the_ai_accepted_it_and_why_it_may_be_wrong(audited, lead):
+    accepted = auto_accept(audited, "red circle")
+    flagged = proposed(audited, [box_mask(0, 0, 20, 20)], phrase="blue star")
+    flagged.proposals.update(presence_score=0.55)
+    verify(audited, flagged, [0.95], ev_probs(0.97))
+    client = token_client(lead)
+    shown = {row["phrase"]: row for row in client.get(f"/api/projects/{audited.pk}/datapoints/").json()["results"]}
+    assert (shown["red circle"]["auto_accepted"], shown["red circle"]["failure_signs"]) == (True, [])
+    assert (shown["blue star"]["auto_accepted"], shown["blue star"]["failure_signs"]) == (False, ["presence_margin"])
+    assert client.get(f"/api/datapoints/{accepted.pk}/").json()["auto_accepted"] is True

@@ -9,7 +9,9 @@ set of masks it would accept (EV); ``annotation.store_verdicts.v1`` records the 
 - "flag label" / "whole image" take the phrase out of circulation for that image, with the reason;
 - items the AI leans to accept but cannot certify, with no failure sign, get a human check (MV of the masks it
   kept, then EV), the cheap question; everything else goes to the human correction queue, highest expected
-  value first.
+  value first;
+- once a human check's MV is in, the verifier is asked EV again on exactly the masks the human accepted
+  (``ev_only`` jobs, ``request_exhaustivity_after_check``); a human EV follows only where it is not sure.
 
 A verifier version without thresholds for the project's target precision auto-accepts nothing: a weak or
 uncalibrated verifier sends more work to humans, never more errors into the data.
@@ -159,7 +161,7 @@ class Route:
     priority: int = 0
     human_check: bool = False  # a human confirms the AI's answer (MV + EV) rather than correcting from scratch
     check_mask_ids: list[int] = field(default_factory=list)  # the masks a human check verifies
-    failure_signs: list[str] = field(default_factory=list)  # codes (FAILURE_SIGNS) of the signs among the reasons
+    failure_signs: list[str] = field(default_factory=list)  # codes (failure_signs()) of the signs among the reasons
 
 
 def p_accept(probabilities: dict) -> float:
@@ -367,7 +369,8 @@ def _to_human_ev(datapoint: Datapoint, reasons: list[str]) -> None:
 
 
 def _to_human_check(datapoint: Datapoint, kept: list[Mask], route: Route, config: ProjectConfig) -> None:
-    """Phase 1's questions on the AI's answer: MV of each mask to check, then EV (annotation.services)."""
+    """Phase 1's questions on the AI's answer: MV of each mask to check, then EV (annotation.services; the
+    verifier's where it may settle it, request_exhaustivity_after_check)."""
     datapoint.state = DatapointState.MASK_VERIFICATION if kept else DatapointState.EXHAUSTIVITY_VERIFICATION
     datapoint.reason = "; ".join(route.reasons)
     datapoint.save(update_fields=["state", "reason", "updated_at"])

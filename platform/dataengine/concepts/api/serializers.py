@@ -16,8 +16,8 @@ class DatapointSerializer(serializers.ModelSerializer):
     class Meta:
         model = Datapoint
         fields = ["id", "project", "media", "phrase", "source", "phase", "state", "priority",
-                  "is_instance_exhaustive", "is_pixel_exhaustive", "final_label", "reason", "is_gold", "revision",
-                  "created_at", "updated_at"]
+                  "is_instance_exhaustive", "is_pixel_exhaustive", "final_label", "reason", "auto_accepted",
+                  "failure_signs", "is_gold", "revision", "created_at", "updated_at"]
         read_only_fields = fields
 
 
