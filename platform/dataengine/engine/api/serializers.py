@@ -46,6 +46,12 @@ class GoldImportSerializer(serializers.Serializer):
     document = serializers.JSONField(help_text="An SA-Co gold JSON document (images, annotations).")
 
 
+class LowScorePhrasesSerializer(serializers.Serializer):
+    max_f1 = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5,
+                                    help_text="A phrase whose gold F1 at IoU 0.5 is below this is failure-prone.")
+    min_pairs = serializers.IntegerField(min_value=1, default=3, help_text="Gold pairs a phrase needs to be judged.")
+
+
 class CocoResultSerializer(serializers.Serializer):
     image_id = serializers.IntegerField()
     category_id = serializers.IntegerField()

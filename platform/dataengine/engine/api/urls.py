@@ -12,5 +12,7 @@ urlpatterns = [
     path("projects/<int:pk>/snapshots/", views.ProjectSnapshots.as_view(), name="project-snapshots"),
     path("snapshots/<int:pk>/download", views.SnapshotDownload.as_view(), name="snapshot-download"),
     path("projects/<int:pk>/gold/", views.GoldImport.as_view(), name="project-gold-import"),
+    path("projects/<int:pk>/gold/low-score-phrases", views.LowScorePhrases.as_view(),
+         name="project-low-score-phrases"),
     path("projects/<int:pk>/predictions", views.Predictions.as_view(), name="project-predictions"),
 ]

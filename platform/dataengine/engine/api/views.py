@@ -9,10 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dataengine.accounts.services import LEADS, access_project
-from dataengine.engine import exports, services
+from dataengine.engine import exports, phrase_scores, services
 from dataengine.engine.api.serializers import (
     CocoResultSerializer,
     GoldImportSerializer,
+    LowScorePhrasesSerializer,
     ModelHistorySerializer,
     ModelVersionSerializer,
     PromoteSerializer,
@@ -145,6 +146,18 @@ class GoldImport(APIView):
             except json.JSONDecodeError as exc:
                 raise InvalidInput(f"document is not JSON: {exc}") from None
         return Response(exports.import_gold(project, document, actor=request.user), status=status.HTTP_201_CREATED)
+
+
+class LowScorePhrases(APIView):
+    """Score the active SAM 3 on the gold set, phrase by phrase, and make the low ones failure-prone in routing."""
+
+    @extend_schema(request=LowScorePhrasesSerializer, responses={200: dict})
+    def post(self, request, pk: int):
+        project = access_project(request.user, pk, LEADS)
+        serializer = LowScorePhrasesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(phrase_scores.refresh_low_score_phrases(project, actor=request.user,
+                                                                **serializer.validated_data))
 
 
 class Predictions(APIView):
