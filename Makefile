@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: venv demo test test-fast bench schema serve worker clean-data tiny-model tiny-tracker verifier-tiny \
-	verifier-calibrate
+	verifier-engine-tune verifier-calibrate
 
 venv: $(VENV)/.installed
 	@bash scripts/install-wordnet.sh
@@ -50,12 +50,11 @@ tiny-tracker: venv
 		--max-minutes $(or $(MINUTES),40) --eval-every 1000 --eval-scenes 60 --log-every 200
 
 # Train the tiny MV/EV verifier on simulated-annotator answers over the synthetic world -> checkpoints/verifier-tiny.
-# Three cosine cycles at lr 3e-4 (at 1e-3 the text model's attention collapsed onto fixed guideline tokens and never
-# read the phrase): 20 min from scratch, 28 min more from that, then 72 min more and the LoRA adapters
-# (checkpoints/verifier-tiny; the third cycle gave MV its first threshold at the 0.98 target), then the routing
-# thresholds are chosen on the engine's own questions (verifier-calibrate).
-# The committed checkpoint was trained with template ev.v1 and the earlier EV example mix; this recipe now trains
-# ev.v2 (thicker boxes) on as many incomplete boxed sets as complete ones (README, "Models").
+# Three cosine cycles at lr 3e-4 on the balanced synthetic questions (at 1e-3 the text model's attention collapsed
+# onto fixed guideline tokens and never read the phrase): 20 min from scratch, 28 min more, 72 min more and the LoRA
+# adapters; then 30 min on the questions the engine asks (verifier-engine-tune) and thresholds chosen on them
+# (verifier-calibrate). The committed checkpoint's synthetic cycles ran with template ev.v1 and the earlier EV
+# example mix; this recipe trains ev.v2 (thicker boxes) on as many incomplete boxed sets as complete ones.
 VERIFIER_ARGS = --synthetic --calibration-fraction 0.75 --batch-size 64 --lr 3e-4 --lr-final 3e-5 \
 	--shuffle-prob 0 --mv-fraction 0.6 --mv-accept-fraction 0.5 --cross-attn-gate 1.0 --threads 1
 verifier-tiny: venv
@@ -65,18 +64,32 @@ verifier-tiny: venv
 		--out data/verifier-stage2 --name verifier-tiny --base-minutes 28 --adapter-minutes 1.5 \
 		--heldout-per-task 4000 --eval-every 600
 	PYTHONPATH=platform:. nice -n 5 $(PY) -m verifiers.train $(VERIFIER_ARGS) --init data/verifier-stage2 \
-		--out checkpoints/verifier-tiny --name verifier-tiny --base-minutes 72 --adapter-minutes 1.5 \
+		--out data/verifier-synthetic --name verifier-tiny --base-minutes 72 --adapter-minutes 1.5 \
 		--heldout-per-task 4000 --eval-every 600
-	$(MAKE) verifier-calibrate
+	$(MAKE) verifier-engine-tune VERIFIER_INIT=data/verifier-synthetic
+	$(MAKE) verifier-calibrate VERIFIER_SOURCE=data/verifier-engine
 
-# Choose the verifier's thresholds on the questions the engine asks: SAM 3's proposals (checkpoints/sam3-tiny, the
-# demo's settings) on a synthetic world no model trained on or is measured on (seed 5), judged by three simulated
-# annotators. ~5 minutes; rerun after the SAM 3 checkpoint changes.
+# Fine-tune a verifier (VERIFIER_INIT, default the committed one) on the questions the engine asks: SAM 3's
+# proposals (checkpoints/sam3-tiny, the demo's settings) on synthetic world 7, an MV question per proposed mask and
+# the EV question a human check asks next, answered by the simulated annotator -> data/verifier-engine. 30 min.
+verifier-engine-tune: venv
+	$(PY) -m model.synthetic --seed 7 --images 900 --out data/train-world7
+	PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \
+		--gold data/train-world7/gold.json --out data/train-world7/examples.jsonl
+	PYTHONPATH=platform:. nice -n 5 $(PY) -m verifiers.train --examples data/train-world7/examples.jsonl \
+		--images data/train-world7 --init $(or $(VERIFIER_INIT),checkpoints/verifier-tiny) --out data/verifier-engine \
+		--name verifier-tiny --base-minutes 30 --adapter-minutes 1.5 --lr 1e-4 --lr-final 1e-5 --batch-size 64 \
+		--shuffle-prob 0 --mv-fraction 0.3 --mv-accept-fraction 0.5 --cross-attn-gate 1.0 --threads 1 \
+		--heldout-fraction 0.1 --calibration-fraction 0.75 --eval-every 400
+
+# Choose the verifier's thresholds on the questions the engine asks (the same kind, on world 5, which no model
+# trained on or is measured on; three simulated annotators per gold verdict) -> checkpoints/verifier-tiny.
+# ~5 minutes; rerun after the SAM 3 checkpoint changes.
 verifier-calibrate: venv
 	$(PY) -m model.synthetic --seed 5 --images 900 --out data/calib-world
 	PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \
 		--gold data/calib-world/gold.json --out data/calib-world/examples.jsonl
-	PYTHONPATH=platform:. $(PY) -m verifiers.calibrate --checkpoint checkpoints/verifier-tiny \
+	PYTHONPATH=platform:. $(PY) -m verifiers.calibrate --checkpoint $(or $(VERIFIER_SOURCE),checkpoints/verifier-tiny) \
 		--out checkpoints/verifier-tiny --examples data/calib-world/examples.jsonl --images data/calib-world
 
 schema: venv

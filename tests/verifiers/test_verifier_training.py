@@ -122,7 +122,9 @@ def test_committed_tiny_checkpoint_loads_with_its_calibration(tmp_path):
     assert all(t is None or 0 < t <= 1 for t in manifest["thresholds"].values())
     assert manifest["thresholds"]["ev_zero"] is not None, "the committed verifier settles confident negatives"
     assert manifest["metrics"]["ev"]["thresholds"]["ev_zero"]["test_precision_vs_adjudicated"] >= 0.98
-    assert manifest["training"]["data"]["source"].startswith("synthetic")
+    # Fine-tuned from the synthetic-trained verifier on, and calibrated on, the questions the engine asks.
+    assert manifest["training"]["data"]["init"]["model_version"].startswith("verifier-")
+    assert manifest["calibration"]["data"]["examples"]["source"] == "verifiers.engine_questions"
     assert manifest["learning_curve"] and (CHECKPOINT / "README.md").is_file()
     assert sum(p.stat().st_size for p in CHECKPOINT.rglob("*") if p.is_file()) < 20_000_000
 
