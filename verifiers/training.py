@@ -623,11 +623,13 @@ def run_training(verifier: Verifier, streams: dict[str, StreamSource], heldout: 
 def write_readme(folder: str | Path, manifest: dict) -> None:
     """README.md next to the checkpoint: what it is, how it was made, the learning curve and the report."""
     folder = Path(folder)
+    training = manifest.get("training", {})
+    init = (training.get("data") or {}).get("init") or {}
+    start = f"from `{init.get('model_version')}`" if init else "from scratch"
     lines = [f"# {manifest.get('name', 'verifier')} — {manifest['model_version']}", "",
-             "Tiny Llama 3.2 Vision architecture (`MllamaForConditionalGeneration`) trained from scratch on this CPU",
+             f"Tiny Llama 3.2 Vision architecture (`MllamaForConditionalGeneration`) trained {start} on this CPU",
              "with `python -m verifiers.train` (see `training` in manifest.json for the exact config and data).",
              "Labels are SIMULATED-annotator verdicts on the synthetic shapes world, not human data.", ""]
-    training = manifest.get("training", {})
     calibrated = manifest.get("calibration")
     recalibrated = [f"- recalibrated with `python -m verifiers.calibrate` from `{calibrated['from_version']}` on "
                     f"{calibrated['data'].get('source')} (same weights)"] if calibrated else []

@@ -110,7 +110,9 @@ def test_train_command_writes_a_calibrated_checkpoint_with_a_report(tmp_path):
         assert report["calibration_labels"] == "adjudicated"
     # The best evaluation is kept: the base-stage one, or the final one after the adapters if it is as good.
     assert [row["stage"] for row in manifest["learning_curve"]] in (["base"], ["base", "final"])
-    assert "Learning curve" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "Learning curve" in readme and f"trained from `{manifest['training']['data']['init']['model_version']}`" \
+        in readme
     assert load_verifier(str(out), cache_dir=tmp_path).manifest["thresholds"] == manifest["thresholds"]
 
 
