@@ -25,33 +25,19 @@ from typing import Iterator
 
 from PIL import Image
 
-
-def _annotators(error_rate: float, seed: int, n: int) -> list:
-    from simulated_annotator.config import AnnotatorConfig
-
-    # Annotator k has seed + k * 7919: independent mistakes on the same questions (as verifiers.synthetic).
-    return [AnnotatorConfig(error_rate_mv=error_rate, error_rate_ev=error_rate, seed=seed + k * 7919)
-            for k in range(max(1, n))]
-
-
-def _majority(decisions: list[str]) -> str:
-    votes = Counter(decisions)
-    top = max(votes.values())
-    return next(d for d in decisions if votes[d] == top)
+from verifiers.synthetic import adjudicated, annotators, require_simulated_annotator
 
 
 def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3, score_threshold: float = 0.0,
                      error_rate: float = 0.03, adjudicators: int = 3, seed: int = 0) -> Iterator[dict]:
     """JSONL rows (``verifiers.training.load_examples``) for every pair of ``gold_path``, image by image."""
-    try:
-        from simulated_annotator.decisions import answer_exhaustivity, answer_mask_verification
-        from simulated_annotator.ground_truth import GroundTruth
-    except ImportError as exc:
-        raise RuntimeError("verifiers.engine_questions needs the simulated annotator: run with "
-                           "PYTHONPATH=platform:.") from exc
+    require_simulated_annotator()
+    from simulated_annotator.decisions import answer_exhaustivity, answer_mask_verification
+    from simulated_annotator.ground_truth import GroundTruth
+
     gold_path = Path(gold_path)
     truth = GroundTruth.from_gold(gold_path)
-    annotators = _annotators(error_rate, seed, adjudicators)
+    configs = annotators(error_rate, seed, adjudicators)
     phrases_by_image: dict[str, list[str]] = {}
     for entry in json.loads(gold_path.read_text())["images"]:
         phrases_by_image.setdefault(entry["file_name"], []).append(entry["text_input"])
@@ -65,17 +51,17 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
             accepted = []
             for instance in proposal.instances:
                 task = {"datapoint": datapoint, "mask": {"rle": instance.rle}}
-                answers = [answer_mask_verification(task, truth, a) for a in annotators]
+                answers = [answer_mask_verification(task, truth, a) for a in configs]
                 if answers[0].decision == "accept":
                     accepted.append(instance.rle)
                 yield {"task": "mv", "image": name, "phrase": phrase, "rles": [instance.rle],
                        "label": answers[0].decision, "correct": answers[0].correct, "kind": "engine_proposal",
-                       "gold": _majority([a.decision for a in answers])}
+                       "gold": adjudicated(answers)}
             task = {"datapoint": datapoint, "masks": [{"rle": rle} for rle in accepted]}
-            answers = [answer_exhaustivity(task, truth, a) for a in annotators]
+            answers = [answer_exhaustivity(task, truth, a) for a in configs]
             yield {"task": "ev", "image": name, "phrase": phrase, "rles": accepted, "label": answers[0].decision,
                    "correct": answers[0].correct, "kind": "engine_after_mv" if accepted else "engine_zero_boxes",
-                   "gold": _majority([a.decision for a in answers])}
+                   "gold": adjudicated(answers)}
 
 
 def meta_path(examples: str | Path) -> Path:
@@ -86,7 +72,8 @@ def meta_path(examples: str | Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verifiers.engine_questions", description=__doc__.splitlines()[0])
-    parser.add_argument("--sam3", required=True, help="SAM 3 checkpoint folder, s3:// URI or preset:<name> that proposes")
+    parser.add_argument("--sam3", required=True,
+                        help="the SAM 3 that proposes: checkpoint folder, s3:// URI or preset:<name>")
     parser.add_argument("--gold", type=Path, required=True, help="gold.json of a world (images beside it)")
     parser.add_argument("--out", type=Path, required=True, help="JSONL file to write")
     parser.add_argument("--max-instances", type=int, default=3)

@@ -48,7 +48,7 @@ class Example:
     gold: str = ""  # the adjudicated verdict where there is one (calibration uses it), else ""
 
 
-def _require_simulated_annotator() -> None:
+def require_simulated_annotator() -> None:
     try:
         import simulated_annotator  # noqa: F401  (lives in platform/, a source root)
     except ImportError as exc:
@@ -56,13 +56,16 @@ def _require_simulated_annotator() -> None:
                            "(or with the project installed)") from exc
 
 
-def _annotator(error_rate: float, seed: int):
+def annotators(error_rate: float, seed: int, n: int) -> list:
+    """Configs of ``n`` simulated annotators (at least one) with independent mistakes on the same questions:
+    annotator k has seed ``seed + k * 7919``."""
     from simulated_annotator.config import AnnotatorConfig
 
-    return AnnotatorConfig(error_rate_mv=error_rate, error_rate_ev=error_rate, seed=seed)
+    return [AnnotatorConfig(error_rate_mv=error_rate, error_rate_ev=error_rate, seed=seed + k * 7919)
+            for k in range(max(1, n))]
 
 
-def _adjudicated(answers: list) -> str:
+def adjudicated(answers: list) -> str:
     """The majority decision of independent answers (ties: the first answer's)."""
     votes = Counter(a.decision for a in answers)
     top = max(votes.values())
@@ -101,7 +104,7 @@ def _near_misses(attributes: dict[str, str], objects: list) -> list[int]:
 def scene_examples(world_seed: int, index: int, *, size: int = 224, error_rate: float = 0.03,
                    adjudicators: int = 3, rng: random.Random | None = None) -> Iterator[Example]:
     """The MV and EV examples of scene ``index`` of world ``world_seed`` (deterministic given ``rng``)."""
-    _require_simulated_annotator()
+    require_simulated_annotator()
     from simulated_annotator.decisions import answer_exhaustivity, answer_mask_verification
     from simulated_annotator.ground_truth import GroundTruth
 
@@ -123,8 +126,7 @@ def scene_examples(world_seed: int, index: int, *, size: int = 224, error_rate: 
         members = [i for i, obj in enumerate(scene.objects) if attributes and matches(attributes, obj)]
         pairs.append((phrase, kind, members))
     truth = GroundTruth(_pair(key, p, k, [rles[i] for i in m], size) for p, k, m in pairs if m is not None)
-    # Annotator k has seed world_seed + k * 7919: independent mistakes on the same questions.
-    configs = [_annotator(error_rate, world_seed + k * 7919) for k in range(max(1, adjudicators))]
+    configs = annotators(error_rate, world_seed, adjudicators)
     media = {"sha256": key, "name": f"{key}.png"}
 
     def mv(phrase: str, mask: np.ndarray | dict, kind: str) -> Example | None:
@@ -134,14 +136,14 @@ def scene_examples(world_seed: int, index: int, *, size: int = 224, error_rate: 
         task = {"datapoint": {"media": media, "phrase": phrase}, "mask": {"rle": rle}}
         answers = [answer_mask_verification(task, truth, config) for config in configs]
         return Example("mv", image, phrase, [rle], answers[0].decision, answers[0].correct, kind, {"scene": key},
-                       _adjudicated(answers))
+                       adjudicated(answers))
 
     def ev(phrase: str, boxed: list[int], kind: str) -> Example:
         chosen = [rles[i] for i in boxed]
         task = {"datapoint": {"media": media, "phrase": phrase}, "masks": [{"rle": r} for r in chosen]}
         answers = [answer_exhaustivity(task, truth, config) for config in configs]
         return Example("ev", image, phrase, chosen, answers[0].decision, answers[0].correct, kind, {"scene": key},
-                       _adjudicated(answers))
+                       adjudicated(answers))
 
     n = len(scene.objects)
     for phrase, kind, members in pairs:

@@ -225,6 +225,17 @@ def _complete(task: HumanTask, user) -> None:
     task.save(update_fields=["state", "completed_at", "completed_by", "holder", "lease_expires_at"])
 
 
+def to_exhaustivity_verification(datapoint: Datapoint, reasons: list[str] | None = None) -> None:
+    """Queue a human EV of the datapoint's accepted masks (``reasons``: why a human and not the verifier)."""
+    datapoint.state = DatapointState.EXHAUSTIVITY_VERIFICATION
+    fields = ["state", "updated_at"]
+    if reasons:
+        datapoint.reason = "; ".join(reasons)
+        fields.append("reason")
+    datapoint.save(update_fields=fields)
+    _queue(datapoint, TaskKind.EXHAUSTIVITY_VERIFICATION, ProjectConfig.of(datapoint.project).ev_priority)
+
+
 def _take_out_of_circulation(datapoint: Datapoint, reason: str) -> None:
     """Reject the phrase for this media (flagged, whole-image, vague) and cancel its open tasks."""
     datapoint.state = DatapointState.REJECTED
@@ -277,9 +288,7 @@ def submit_mask_verification(task_id: int, *, user, lease_token: int, decision: 
         elif not HumanTask.objects.filter(datapoint=datapoint, kind=TaskKind.MASK_VERIFICATION,
                                           state__in=OPEN_TASK_STATES).exists() \
                 and request_exhaustivity_after_check(datapoint) is None:
-            datapoint.state = DatapointState.EXHAUSTIVITY_VERIFICATION
-            datapoint.save(update_fields=["state", "updated_at"])
-            _queue(datapoint, TaskKind.EXHAUSTIVITY_VERIFICATION, ProjectConfig.of(datapoint.project).ev_priority)
+            to_exhaustivity_verification(datapoint)
         record_audit("task.mask_verification", task, actor=user, project=datapoint.project, decision=decision,
                      mask=mask.pk, seconds=seconds)
     return Outcome(task, datapoint)

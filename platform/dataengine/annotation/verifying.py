@@ -44,6 +44,7 @@ from dataengine.annotation.services import (
     _queue,
     _take_out_of_circulation,
     fail_datapoint,
+    to_exhaustivity_verification,
 )
 from dataengine.concepts.models import Datapoint, DatapointState, FinalLabel
 from dataengine.engine.config import ProjectConfig
@@ -267,7 +268,7 @@ def store_verifier_result(job_id: int, result: dict) -> Job:
             job.state, job.error = JobState.FAILED, f"{result['error'].get('kind')}: {result['error'].get('message')}"
             # The defined fallback: a human does what the verifier could not judge.
             if job.payload.get("ev_only"):
-                _to_human_ev(datapoint, [f"verifier error: {job.error}"])
+                to_exhaustivity_verification(datapoint, [f"verifier error: {job.error}"])
             else:
                 _to_correction(datapoint, [f"verifier error: {job.error}"], ProjectConfig.of(datapoint.project)
                                .correction_priority)
@@ -348,7 +349,7 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
                            note=f"after the human check, masks judged: {result['ev']['mask_ids']}")
     accepted = set(datapoint.masks.filter(state=MaskState.ACCEPTED).values_list("pk", flat=True))
     if set(result["ev"]["mask_ids"]) != accepted:
-        _to_human_ev(datapoint, ["the verifier judged other masks than the ones the human check accepted"])
+        to_exhaustivity_verification(datapoint, ["the verifier judged other masks than the human check accepted"])
         return
     thresholds = thresholds_for(version, config.target_precision)
     threshold = thresholds.ev if accepted else thresholds.ev_zero
@@ -358,14 +359,7 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
     else:
         claim = "the checked masks are exhaustive" if accepted else "the concept is absent"
         limit = f"{threshold:.2f}" if threshold is not None else "no threshold"
-        _to_human_ev(datapoint, [f"EV not confident {claim} (P(accept) {p:.2f} < {limit})"])
-
-
-def _to_human_ev(datapoint: Datapoint, reasons: list[str]) -> None:
-    datapoint.state = DatapointState.EXHAUSTIVITY_VERIFICATION
-    datapoint.reason = "; ".join(reasons)
-    datapoint.save(update_fields=["state", "reason", "updated_at"])
-    _queue(datapoint, TaskKind.EXHAUSTIVITY_VERIFICATION, ProjectConfig.of(datapoint.project).ev_priority)
+        to_exhaustivity_verification(datapoint, [f"EV not confident {claim} (P(accept) {p:.2f} < {limit})"])
 
 
 def _to_human_check(datapoint: Datapoint, kept: list[Mask], route: Route, config: ProjectConfig) -> None:
