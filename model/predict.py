@@ -32,6 +32,7 @@ import torch
 from model.media import MediaError, open_image, sha256_of
 from model.provenance import code_version
 from model.sam3.build import CheckpointError, resolve_model
+from model.sam3 import DEFAULT_DEDUPE_IOU
 from model.sam3.predictor import ConceptPredictor
 
 # The checkpoint the demo proposes with: the tiny SAM 3 that ``make tiny-model`` trains on the synthetic world.
@@ -56,18 +57,20 @@ def _category_id(gold: dict) -> int:
 
 
 def predict_gold(predictor: ConceptPredictor, gold: dict, images_dir: str | Path, *, min_score: float = 0.5,
-                 max_instances: int | None = None) -> list[dict]:
-    """COCO results for every pair of ``gold``: instances with ``score >= min_score``, best first per pair.
+                 max_instances: int | None = None, dedupe_iou: float | None = DEFAULT_DEDUPE_IOU) -> list[dict]:
+    """COCO results for every pair of ``gold``: instances with ``score >= min_score``, best first per pair, none
+    overlapping a better one by IoU > ``dedupe_iou`` (None: duplicates kept).
 
     The evaluator counts only scores >= 0.5, so the default loses nothing it would see.
     Raises MediaError for an unreadable image, ValueError for an empty phrase.
     """
     return predict_gold_with_presence(predictor, gold, images_dir, min_score=min_score,
-                                      max_instances=max_instances)[0]
+                                      max_instances=max_instances, dedupe_iou=dedupe_iou)[0]
 
 
 def predict_gold_with_presence(predictor: ConceptPredictor, gold: dict, images_dir: str | Path, *,
-                               min_score: float = 0.5, max_instances: int | None = None) -> tuple[list[dict], dict]:
+                               min_score: float = 0.5, max_instances: int | None = None,
+                               dedupe_iou: float | None = DEFAULT_DEDUPE_IOU) -> tuple[list[dict], dict]:
     """(COCO results as ``predict_gold``, the presence document of ``PRED.presence.json`` less ``pred_sha256``).
 
     Instances are selected on their query score (>= min_score, at most ``max_instances`` per pair, best first):
@@ -86,7 +89,8 @@ def predict_gold_with_presence(predictor: ConceptPredictor, gold: dict, images_d
         image = open_image(Path(images_dir) / file_name)
         # The predictor keeps query > threshold; ask a little lower and apply >= here.
         proposals = predictor.propose(image, [pair["text_input"] for pair in entries], score_threshold=-1.0,
-                                      query_threshold=min_score - 1e-6, max_instances=max_instances)
+                                      query_threshold=min_score - 1e-6, max_instances=max_instances,
+                                      dedupe_iou=dedupe_iou)
         for pair, proposal in zip(entries, proposals):
             record = {"image_id": pair["id"], "presence_score": proposal.presence_score, "query_scores": []}
             pairs.append(record)
@@ -102,7 +106,7 @@ def predict_gold_with_presence(predictor: ConceptPredictor, gold: dict, images_d
                 else:
                     below.append({**result, "query_score": instance.query_score})
     document = {"format": PRESENCE_FORMAT, "generator": "model.predict", "min_score": min_score,
-                "max_instances": max_instances, "pairs": pairs, "below_min_score": below}
+                "max_instances": max_instances, "dedupe_iou": dedupe_iou, "pairs": pairs, "below_min_score": below}
     return results, document
 
 
@@ -115,18 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where to write the COCO results list")
     parser.add_argument("--min-score", type=float, default=0.5, help="keep instances with score >= this")
     parser.add_argument("--max-instances", type=int, default=None, help="at most this many instances per pair")
+    parser.add_argument("--dedupe-iou", type=float, default=DEFAULT_DEDUPE_IOU,
+                        help="drop a mask overlapping a better one of its pair by more than this IoU (the engine's "
+                             f"default, {DEFAULT_DEDUPE_IOU})")
+    parser.add_argument("--keep-duplicates", action="store_true", help="no deduplication (the raw model output)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "dataengine-model-cache",
                         help="where s3:// checkpoints are downloaded")
     args = parser.parse_args(argv)
 
     uri = resolve_checkpoint(args.checkpoint)
+    dedupe_iou = None if args.keep_duplicates else args.dedupe_iou
     try:
         gold = json.loads(args.gt.read_text())
         loaded = resolve_model(uri, cache_dir=args.cache_dir)
         predictor = ConceptPredictor(loaded, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         results, presence = predict_gold_with_presence(predictor, gold, args.images, min_score=args.min_score,
-                                                       max_instances=args.max_instances)
+                                                       max_instances=args.max_instances, dedupe_iou=dedupe_iou)
     except KeyError as exc:
         print(f"error: {args.gt}: a gold entry has no {exc}", file=sys.stderr)
         return 2
@@ -147,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "gt_sha256": sha256_of(args.gt),
         "min_score": args.min_score,
         "max_instances": args.max_instances,
+        "dedupe_iou": dedupe_iou,
         "n_pairs": len(gold["images"]),
         "n_predictions": len(results),
         "presence": presence_path(args.out).name,

@@ -7,7 +7,8 @@ calibrating thresholds on the distribution the routing meets.
 ``verifiers.synthetic`` builds balanced questions to teach a verifier (as many incomplete boxed sets as complete
 ones). Thresholds must instead be chosen on the items routing will judge, as a project's Phase 1 verdicts would
 give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposals with the engine's settings (top
-``max_instances``, score threshold 0, as the demo and the routing benchmark propose), an MV question per proposed
+``max_instances`` after dropping duplicates, score threshold 0, as the demo and the routing benchmark propose), an
+MV question per proposed
 mask, and the EV question a human check asks next, on the masks the first annotator accepted (zero boxes when
 none). ``label`` is the first annotator's verdict (3% mistakes by default), ``gold`` the majority of
 ``adjudicators`` independent annotators, as a gold set is triple-annotated. The file is what
@@ -25,11 +26,12 @@ from typing import Iterator
 
 from PIL import Image
 
+from model.sam3 import DEFAULT_DEDUPE_IOU
 from verifiers.synthetic import adjudicated, annotators, require_simulated_annotator
 
 
 def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3, score_threshold: float = 0.0,
-                     error_rate: float = 0.03, adjudicators: int = 3, seed: int = 0) -> Iterator[dict]:
+                     dedupe_iou: float | None = DEFAULT_DEDUPE_IOU, error_rate: float = 0.03, adjudicators: int = 3, seed: int = 0) -> Iterator[dict]:
     """JSONL rows (``verifiers.training.load_examples``) for every pair of ``gold_path``, image by image."""
     require_simulated_annotator()
     from simulated_annotator.decisions import answer_exhaustivity, answer_mask_verification
@@ -45,7 +47,8 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
         with Image.open(gold_path.parent / name) as handle:
             image = handle.convert("RGB")
         media = {"sha256": truth.sha256_for_name(name), "name": name}
-        proposals = predictor.propose(image, phrases, score_threshold=score_threshold, max_instances=max_instances)
+        proposals = predictor.propose(image, phrases, score_threshold=score_threshold, max_instances=max_instances,
+                                      dedupe_iou=dedupe_iou)
         for phrase, proposal in zip(phrases, proposals):
             datapoint = {"media": media, "phrase": phrase}
             accepted = []
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSONL file to write")
     parser.add_argument("--max-instances", type=int, default=3)
     parser.add_argument("--score-threshold", type=float, default=0.0)
+    parser.add_argument("--dedupe-iou", type=float, default=DEFAULT_DEDUPE_IOU, help="as a project's dedupe_iou")
     parser.add_argument("--error-rate", type=float, default=0.03, help="each simulated annotator's mistake rate")
     parser.add_argument("--adjudicators", type=int, default=3, help="annotators per gold verdict")
     parser.add_argument("--seed", type=int, default=0, help="the simulated annotators' seed")
@@ -94,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as handle:
         for row in engine_questions(args.gold, predictor, max_instances=args.max_instances,
-                                    score_threshold=args.score_threshold, error_rate=args.error_rate,
+                                    score_threshold=args.score_threshold, dedupe_iou=args.dedupe_iou,
+                                    error_rate=args.error_rate,
                                     adjudicators=args.adjudicators, seed=args.seed):
             handle.write(json.dumps(row) + "\n")
             counts[f"{row['kind']}:{row['gold']}"] += 1
     meta = {"source": "verifiers.engine_questions", "sam3": predictor.version, "gold": str(args.gold),
-            "max_instances": args.max_instances, "score_threshold": args.score_threshold,
+            "max_instances": args.max_instances, "score_threshold": args.score_threshold, "dedupe_iou": args.dedupe_iou,
             "annotators": {"error_rate": args.error_rate, "adjudicators": args.adjudicators, "seed": args.seed},
             "questions": dict(sorted(counts.items()))}
     meta_path(args.out).write_text(json.dumps(meta, indent=2) + "\n")

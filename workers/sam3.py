@@ -34,6 +34,7 @@ class ProposePayload(TypedDict):
     score_threshold: float
     mask_threshold: float
     max_instances: int | None
+    dedupe_iou: float | None
 
 
 def _free_gpu_memory() -> None:
@@ -123,8 +124,12 @@ def _validated(payload: Any) -> ProposePayload:
     if max_instances is not None and (isinstance(max_instances, bool) or not isinstance(max_instances, int)
                                       or max_instances < 0):
         raise ValueError('"max_instances" must be null or an integer >= 0')
+    dedupe_iou = payload.get("dedupe_iou")
+    if dedupe_iou is not None and (isinstance(dedupe_iou, bool) or not isinstance(dedupe_iou, (int, float))
+                                   or not 0.0 < dedupe_iou <= 1.0):
+        raise ValueError('"dedupe_iou" must be null or a number in (0, 1]')
     return ProposePayload(media_uri=media_uri, phrases=phrases, model=ModelRef(version=model["version"],
-                          uri=model["uri"]), max_instances=max_instances, **thresholds)
+                          uri=model["uri"]), max_instances=max_instances, dedupe_iou=dedupe_iou, **thresholds)
 
 
 def propose_masks_for(payload: dict, *, s3: Any = None) -> dict:
@@ -153,6 +158,7 @@ def propose_masks_for(payload: dict, *, s3: Any = None) -> dict:
         proposals = predictor.propose(
             image, request["phrases"], score_threshold=request["score_threshold"],
             mask_threshold=request["mask_threshold"], max_instances=request["max_instances"],
+            dedupe_iou=request["dedupe_iou"],
         )
     except MediaError as exc:
         result["error"] = {"kind": "media", "message": str(exc)}

@@ -3,7 +3,9 @@
 Scores follow SAM 3: score = sigmoid(query logit) x sigmoid(presence logit); masks are sigmoid(mask
 logits) upsampled bilinearly to the original image size and cut at ``mask_threshold`` (the same
 computation as ``Sam3Processor.post_process_instance_segmentation``, done one kept instance at a time
-so memory stays bounded on large images). Masks travel as COCO compressed RLE.
+so memory stays bounded on large images). Optionally, a mask that overlaps a better-scored one of the same
+phrase by more than ``dedupe_iou`` is dropped (the data engine deduplicates masks by IoU: two masks of one
+object are one instance). Masks travel as COCO compressed RLE.
 """
 from __future__ import annotations
 
@@ -114,16 +116,19 @@ class ConceptPredictor:
 
     def propose(self, image: Image.Image, phrases: list[str], *, score_threshold: float = 0.5,
                 mask_threshold: float = 0.5, max_instances: int | None = None,
-                query_threshold: float | None = None) -> list[PhraseProposal]:
+                query_threshold: float | None = None, dedupe_iou: float | None = None) -> list[PhraseProposal]:
         """One PhraseProposal per phrase, in order; instances sorted by score (desc), empty masks dropped.
 
         ``image`` is encoded once (``get_vision_features``); phrases run in batches on the cached
         features. Keeps instances with score > score_threshold (and, with ``query_threshold``, query score >
-        query_threshold), at most ``max_instances`` per phrase. Raises ValueError for an empty phrase.
+        query_threshold), at most ``max_instances`` per phrase, after dropping masks that overlap a kept one by
+        IoU > ``dedupe_iou`` (None: keep duplicates). Raises ValueError for an empty phrase.
         """
         texts = check_phrases(phrases)
         if max_instances is not None and max_instances < 0:
             raise ValueError("max_instances must be >= 0")
+        if dedupe_iou is not None and not 0.0 < dedupe_iou <= 1.0:
+            raise ValueError("dedupe_iou must be in (0, 1] or None")
         if not texts:
             return []
         image = image.convert("RGB")
@@ -145,13 +150,13 @@ class ConceptPredictor:
                     proposals.append(self._postprocess(
                         phrases[i], outputs, row, size=(height, width), truncated=truncated[i],
                         score_threshold=score_threshold, mask_threshold=mask_threshold,
-                        max_instances=max_instances, query_threshold=query_threshold,
+                        max_instances=max_instances, query_threshold=query_threshold, dedupe_iou=dedupe_iou,
                     ))
         return proposals
 
     def _postprocess(self, phrase: str, outputs, row: int, *, size: tuple[int, int], truncated: bool,
                      score_threshold: float, mask_threshold: float, max_instances: int | None,
-                     query_threshold: float | None = None) -> PhraseProposal:
+                     query_threshold: float | None = None, dedupe_iou: float | None = None) -> PhraseProposal:
         """Row ``row`` of the batch -> PhraseProposal. pred_logits [B,Q], presence_logits [B,1],
         pred_boxes [B,Q,4] normalised xyxy, pred_masks [B,Q,h,w] logits; ``size`` is (H, W) original."""
         height, width = size
@@ -172,10 +177,14 @@ class ConceptPredictor:
             mask = (mask > mask_threshold).cpu().numpy()
             if not mask.any():
                 continue
+            rle = rle_utils.encode(mask)
+            if dedupe_iou is not None and instances and \
+                    rle_utils.iou([rle], [kept.rle for kept in instances]).max() > dedupe_iou:
+                continue
             box = (outputs.pred_boxes[row, q].float() * scale).cpu()
             box[0::2] = box[0::2].clamp(0, width)
             box[1::2] = box[1::2].clamp(0, height)
-            instances.append(Instance(rle=rle_utils.encode(mask), box_xyxy=[float(v) for v in box],
+            instances.append(Instance(rle=rle, box_xyxy=[float(v) for v in box],
                                       score=float(scores[q]), query_score=float(queries[q])))
         return PhraseProposal(phrase=phrase, presence_score=float(presence[0]), instances=instances,
                               truncated=truncated)

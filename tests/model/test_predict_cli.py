@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model import rle
 from model.eval import evaluate
 from model.predict import DEFAULT_CHECKPOINT, main, resolve_checkpoint
+from model.sam3 import DEFAULT_DEDUPE_IOU
 from model.synthetic import generate_world
 
 
@@ -55,6 +57,20 @@ def test_records_what_produced_the_predictions(predictions):
     committed = json.loads((Path(DEFAULT_CHECKPOINT) / "manifest.json").read_text())["model_version"]
     assert meta["model_version"] == committed and meta["checkpoint"] == "default"
     assert meta["n_predictions"] == len(json.loads(predictions.read_text())) and len(meta["gt_sha256"]) == 64
+    assert meta["dedupe_iou"] == DEFAULT_DEDUPE_IOU  # the engine's deduplication, unless --keep-duplicates
+
+
+def test_no_two_results_of_a_pair_are_one_object_unless_duplicates_are_kept(world, predictions, tmp_path):
+    out, _ = world
+    by_pair: dict = {}
+    for r in json.loads(predictions.read_text()):
+        by_pair.setdefault(r["image_id"], []).append(r["segmentation"])
+    for masks in by_pair.values():
+        assert (rle.iou(masks, masks) - np.eye(len(masks))).max() <= DEFAULT_DEDUPE_IOU
+    raw = tmp_path / "raw.json"
+    assert main(["--checkpoint", "default", "--gt", str(out / "gold.json"), "--images", str(out), "--out", str(raw),
+                 "--min-score", "0", "--max-instances", "3", "--device", "cpu", "--keep-duplicates"]) == 0
+    assert json.loads(raw.with_suffix(".meta.json").read_text())["dedupe_iou"] is None
 
 
 def test_records_sam3s_presence_of_every_pair_beside_the_results(world, predictions):

@@ -142,3 +142,30 @@ def test_large_image_masks_come_back_at_full_size(predictor):
     image = Image.fromarray(np.full((1500, 2100, 3), 230, dtype=np.uint8))
     proposal = predictor.propose(image, ["circle"], score_threshold=0.0, max_instances=1)[0]
     assert proposal.instances and proposal.instances[0].rle["size"] == [1500, 2100]
+
+
+def test_dedupe_keeps_the_best_of_overlapping_masks_before_counting(predictor, scene_image):
+    raw = predictor.propose(scene_image, PHRASES, score_threshold=0.0)
+    deduped = predictor.propose(scene_image, PHRASES, score_threshold=0.0, dedupe_iou=0.5)
+    dropped = 0
+    for every, kept in zip(raw, deduped):
+        kept_masks = [i.rle for i in kept.instances]
+        overlaps = rle.iou(kept_masks, kept_masks) - np.eye(len(kept_masks))
+        assert overlaps.max(initial=0.0) <= 0.5  # no two kept masks are one object
+        # Greedy in score order: each raw instance is kept unless a better kept one overlaps it by > 0.5.
+        expected = []
+        for instance in every.instances:
+            if expected and rle.iou([instance.rle], [e.rle for e in expected]).max() > 0.5:
+                continue
+            expected.append(instance)
+        assert kept.instances == expected
+        dropped += len(every.instances) - len(kept.instances)
+    assert dropped > 0  # the untrained model proposes near-identical masks
+    limited = predictor.propose(scene_image, PHRASES, score_threshold=0.0, dedupe_iou=0.5, max_instances=2)
+    assert [p.instances for p in limited] == [p.instances[:2] for p in deduped]
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_dedupe_iou_outside_zero_one_is_a_value_error(predictor, scene_image, bad):
+    with pytest.raises(ValueError, match="dedupe_iou"):
+        predictor.propose(scene_image, ["red circle"], dedupe_iou=bad)

@@ -53,6 +53,17 @@ def test_only_staff_create_projects_and_the_creator_becomes_admin(staff, lead):
                         "created_at": members[0]["created_at"]}]
 
 
+def test_a_data_lead_sets_engine_settings_and_bad_ones_are_refused(project, lead):
+    client = token_client(lead)
+    ok = client.patch(f"/api/projects/{project.pk}/", {"config": {"dedupe_iou": 0.5}}, format="json")
+    assert ok.status_code == 200 and ok.json()["config"] == {"dedupe_iou": 0.5}
+    for bad in ({"dedupe_iou": 0}, {"dedupe_iou": "0.7"}, {"dedupe_iou": True}, {"nms": 0.5}):
+        response = client.patch(f"/api/projects/{project.pk}/", {"config": bad}, format="json")
+        assert response.status_code == 400 and "config" in response.json()
+    project.refresh_from_db()
+    assert project.config == {"dedupe_iou": 0.5}  # a refused edit loses nothing
+
+
 def test_a_data_lead_adds_members(project, lead, outsider):
     response = token_client(lead).post(f"/api/projects/{project.pk}/members/",
                                        {"username": "outsider", "role": "annotator"}, format="json")

@@ -23,7 +23,7 @@ class GoldPlusDecoyPredictor:
         self.by_pair = by_pair
         self.file_name = None
 
-    def propose(self, image, phrases, *, score_threshold, max_instances):
+    def propose(self, image, phrases, *, score_threshold, max_instances, dedupe_iou):
         proposals = []
         everything = [r for (name, _), rles in self.by_pair.items() if name == self.file_name for r in rles]
         for phrase in phrases:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -64,6 +65,14 @@ def test_good_image_gives_proposals_for_every_phrase(scene_png):
             assert 0.2 < instance["score"] <= 1.0
 
 
+def test_dedupe_iou_leaves_no_two_masks_of_a_phrase_overlapping_above_it(scene_png):
+    result = run_task(payload(scene_png.as_uri(), score_threshold=0.0, max_instances=None, dedupe_iou=0.3))
+    assert result["error"] is None
+    for proposal in result["proposals"]:
+        masks = [instance["rle"] for instance in proposal["instances"]]
+        assert masks and (rle.iou(masks, masks) - np.eye(len(masks))).max() <= 0.3
+
+
 def test_corrupt_image_is_a_media_error(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
@@ -86,6 +95,8 @@ def test_unloadable_model_is_a_model_error(scene_png, tmp_path):
     {"media_uri": ""},
     {"score_threshold": 2},
     {"max_instances": -1},
+    {"dedupe_iou": 0},
+    {"dedupe_iou": "0.7"},
     {"model": {"uri": "preset:tiny"}},
 ])
 def test_bad_input_is_an_input_error(scene_png, change):

@@ -61,6 +61,7 @@ def create_proposal_job(project: Project, media, datapoints: list[Datapoint]) ->
         "score_threshold": config.score_threshold,
         "mask_threshold": config.mask_threshold,
         "max_instances": config.max_instances,
+        "dedupe_iou": config.dedupe_iou,
     }
     job, created = get_or_create_job(
         PROPOSE_TASK, project=project,
@@ -68,7 +69,8 @@ def create_proposal_job(project: Project, media, datapoints: list[Datapoint]) ->
         # The project is part of the key: the payload names this project's datapoints, so another project with the
         # same image and phrases is another job (else its datapoints would wait in PROPOSING forever).
         key_inputs={"project": project.pk, "media": media.sha256, "phrases": sorted(phrases), "model": version.name,
-                    "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances]},
+                    "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances,
+                                   config.dedupe_iou]},
     )
     Datapoint.objects.filter(pk__in=[d.pk for d in datapoints]).update(state=DatapointState.PROPOSING)
     return job, payload, created

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from model.sam3 import DEFAULT_DEDUPE_IOU
+
 
 @dataclass(frozen=True)
 class ProjectConfig:
@@ -10,6 +12,9 @@ class ProjectConfig:
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
     max_instances: int = 20
+    # A mask overlapping a better one of its datapoint by more than this IoU is dropped (one instance, two masks);
+    # None keeps duplicates. Applied before max_instances, so the kept masks are distinct.
+    dedupe_iou: float | None = DEFAULT_DEDUPE_IOU
     # Human task priority: positives found by the model first, so masks reach training sooner.
     mv_priority: int = 10
     ev_priority: int = 5
@@ -38,6 +43,11 @@ class ProjectConfig:
         if "low_score_phrases" in values:
             values["low_score_phrases"] = tuple(values["low_score_phrases"])
         return cls(**values)
+
+    def __post_init__(self):
+        iou = self.dedupe_iou
+        if iou is not None and (isinstance(iou, bool) or not isinstance(iou, (int, float)) or not 0.0 < iou <= 1.0):
+            raise ValueError("dedupe_iou must be null or a number in (0, 1]")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -563,7 +563,8 @@ def _sam3_propose(project: Project) -> Callable:
 
     def propose(image, phrases):
         return predictor.propose(image, phrases, score_threshold=config.score_threshold,
-                                 mask_threshold=config.mask_threshold, max_instances=config.max_instances)
+                                 mask_threshold=config.mask_threshold, max_instances=config.max_instances,
+                                 dedupe_iou=config.dedupe_iou)
 
     return propose
 
