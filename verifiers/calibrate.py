@@ -34,6 +34,7 @@ def recalibrate(verifier, heldout: Heldout, out: str | Path, *, config: TrainCon
     manifest = {
         "temperature": evaluation["temperature"],
         "thresholds": evaluation["thresholds"],
+        "absence_with_sam3": evaluation["absence_with_sam3"],
         "target_precision": config.target_precision,
         "metrics": evaluation["metrics"],
         "calibration": {"from_version": previous.get("model_version"), "data": data,

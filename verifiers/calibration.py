@@ -5,6 +5,10 @@
   judged by a one-sided 95 % Wilson lower bound, so a small or noisy held-out set cannot talk a weak verifier
   into accepting: too little evidence → None → nothing is auto-accepted and humans get the work.
 * ``report``: accuracy, per-option confusion, Cohen's κ with the humans, precision at each coverage.
+* ``fit_absence_with_sam3`` / ``absence_with_sam3``: the "not present" claim from two witnesses — the verifier's
+  P(accept | zero boxes) and SAM 3's own presence score — combined by a logistic fit on held-out verdicts. On the
+  engine's questions SAM 3's presence ranks absent concepts at least as well as the tiny verifier does, and the
+  two err on different items.
 """
 from __future__ import annotations
 
@@ -174,3 +178,43 @@ def report(logits, labels: Sequence[str], options: Sequence[str], *, temperature
             out["at_threshold"] = {"coverage": float(chosen.mean()), "n": int(chosen.sum()),
                                    "precision": float(human_accept[chosen].mean()) if chosen.any() else None}
     return out
+
+
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def fit_logistic(features, labels, *, l2: float = 1e-2, iterations: int = 50) -> np.ndarray:
+    """Weights ``[w_1 .. w_k, bias]`` of P(label) = sigmoid(features @ w + bias), by Newton's method on the
+    L2-penalised log-likelihood (the bias is not penalised). ``features`` [N, k], ``labels`` [N] bools."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError("features must be [N, k] with one label per row")
+    x = np.hstack([x, np.ones((len(x), 1))])
+    penalty = np.diag([l2] * (x.shape[1] - 1) + [0.0])
+    w = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-(x @ w)))
+        gradient = x.T @ (p - y) + penalty @ w
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + penalty + 1e-9 * np.eye(x.shape[1])
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def fit_absence_with_sam3(p_accept_zero, sam3_presence, is_absent) -> dict:
+    """Fitted weights for ``absence_with_sam3`` (``is_absent``: the held-out verdict was accept on zero boxes)."""
+    w = fit_logistic(np.stack([_logit(p_accept_zero), _logit(sam3_presence)], axis=1), is_absent)
+    return {"p_accept_logit": float(w[0]), "sam3_presence_logit": float(w[1]), "bias": float(w[2])}
+
+
+def absence_with_sam3(p_accept_zero, sam3_presence, weights: dict):
+    """P(the concept is absent) from the verifier's P(accept | zero boxes) and SAM 3's presence score."""
+    z = (weights["p_accept_logit"] * _logit(p_accept_zero) + weights["sam3_presence_logit"] * _logit(sam3_presence)
+         + weights["bias"])
+    out = 1 / (1 + np.exp(-z))
+    return float(out) if np.ndim(out) == 0 else out

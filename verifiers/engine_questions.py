@@ -8,9 +8,10 @@ calibrating thresholds on the distribution the routing meets.
 ones). Thresholds must instead be chosen on the items routing will judge, as a project's Phase 1 verdicts would
 give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposals with the engine's settings (top
 ``max_instances`` after dropping duplicates, score threshold 0, as the demo and the routing benchmark propose), an
-MV question per proposed
-mask, and the EV question a human check asks next, on the masks the first annotator accepted (zero boxes when
-none). ``label`` is the first annotator's verdict (3% mistakes by default), ``gold`` the majority of
+MV question per proposed mask, and the EV question a human check asks next, on the masks the first annotator
+accepted (zero boxes when none); and, first, the zero-boxes EV question routing asks of every datapoint before a
+human looks (``engine_before_check``, with SAM 3's presence score: routing claims absence on both). ``label`` is
+the first annotator's verdict (3% mistakes by default), ``gold`` the majority of
 ``adjudicators`` independent annotators, as a gold set is triple-annotated. The file is what
 ``manage.py export_verifier_examples`` writes, so ``python -m verifiers.calibrate --examples FILE --images DIR``
 reads it; the gold file's world must be one the routing is not measured on.
@@ -51,6 +52,11 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                                       dedupe_iou=dedupe_iou)
         for phrase, proposal in zip(phrases, proposals):
             datapoint = {"media": media, "phrase": phrase}
+            # Routing's first question of every datapoint: zero boxes, before anyone looked (is it absent?).
+            answers = [answer_exhaustivity({"datapoint": datapoint, "masks": []}, truth, a) for a in configs]
+            yield {"task": "ev", "image": name, "phrase": phrase, "rles": [], "label": answers[0].decision,
+                   "correct": answers[0].correct, "kind": "engine_before_check", "gold": adjudicated(answers),
+                   "sam3_presence": proposal.presence_score}
             accepted = []
             for instance in proposal.instances:
                 task = {"datapoint": datapoint, "mask": {"rle": instance.rle}}

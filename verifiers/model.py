@@ -403,8 +403,10 @@ def write_manifest(folder: str | Path, manifest: dict) -> dict:
     full.setdefault("template_versions", dict(TEMPLATE_VERSIONS))
     if "model_version" not in full:
         # Weights and calibration name the version: a recalibrated verifier is a new version.
-        calibrated = json.dumps({k: full.get(k) for k in ("temperature", "thresholds", "target_precision")},
-                                sort_keys=True)
+        calibration = {k: full.get(k) for k in ("temperature", "thresholds", "target_precision")}
+        if full.get("absence_with_sam3"):  # (absent from older versions, whose names stay as they were)
+            calibration["absence_with_sam3"] = full["absence_with_sam3"]
+        calibrated = json.dumps(calibration, sort_keys=True)
         digest = hashlib.sha256(("".join(files[k] for k in sorted(files)) + calibrated).encode()).hexdigest()
         full["model_version"] = f"verifier-{digest[:16]}"
     (folder / MANIFEST_NAME).write_text(json.dumps(full, indent=2, sort_keys=True))

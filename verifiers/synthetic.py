@@ -46,6 +46,7 @@ class Example:
     kind: str = ""
     source: dict = field(default_factory=dict)
     gold: str = ""  # the adjudicated verdict where there is one (calibration uses it), else ""
+    sam3_presence: float | None = None  # SAM 3's presence score of the pair, where the question came from routing
 
 
 def require_simulated_annotator() -> None:

@@ -8,8 +8,11 @@ logits at the answer position, the same quantity the verifier scores with.
 
 After training, each task's temperature is fitted on one share of the held-out verdicts and its auto-accept
 thresholds selected there for ``target_precision`` (verifiers.calibration): ``mv``, ``ev`` (questions with
-boxes) and ``ev_zero`` (zero boxes: "not present"), on adjudicated verdicts where the examples carry them
-(``Example.gold``); the other share gives the report.
+boxes), ``ev_zero`` (zero boxes: "not present", claimed at routing before any human look) and
+``ev_zero_after_check`` (zero boxes after a human rejected every proposed mask), on adjudicated verdicts where the
+examples carry them (``Example.gold``); the other share gives the report. Where routing's zero-box questions carry
+SAM 3's presence score (``Example.sam3_presence``), ``ev_zero`` applies to P(absent) from both
+(``absence_with_sam3``, fitted on the same calibration share).
 Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
 thresholds and the learning curve.
 
@@ -236,8 +239,12 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
             if task == "mv" and len(rles) != 1:
                 raise ValueError("an MV example has exactly one mask")
             gold = check_option(task, row["gold"]) if row.get("gold") else ""
+            presence = row.get("sam3_presence")
+            if presence is not None and (isinstance(presence, bool) or not isinstance(presence, (int, float))
+                                         or not 0.0 <= presence <= 1.0):
+                raise ValueError("sam3_presence must be a number in [0, 1]")
             out.append(Example(task, cache[name], row["phrase"], rles, label, row.get("correct", label),
-                               row.get("kind", ""), {"image": name}, gold))
+                               row.get("kind", ""), {"image": name}, gold, presence))
         except (KeyError, ValueError, OSError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: {exc}") from exc
     return out
@@ -271,22 +278,26 @@ def _lr_at(step: int, total: int, config: TrainConfig, peak: float, time_progres
 class Heldout:
     """Held-out examples per task, interleaved into a calibration share and a test share (the report).
 
-    ``calibration_fraction`` 0.5 gives even indices to calibration and odd ones to the test. Certifying a
-    threshold takes many accepted items (a Wilson lower bound of 0.98 needs ~135 with no error), so a larger
-    calibration share spends the held-out examples where the threshold is chosen."""
+    ``calibration_fraction`` 0.5 gives every other example of a kind to calibration and the rest to the test.
+    Certifying a threshold takes many accepted items (a Wilson lower bound of 0.98 needs ~135 with no error), so a
+    larger calibration share spends the held-out examples where the threshold is chosen."""
 
     examples: dict[str, list[Example]]
     calibration_fraction: float = 0.5
     _encoded: dict = field(default_factory=dict, repr=False, compare=False)
 
     def halves(self, task: str) -> tuple[list[int], list[int]]:
-        """(calibration indices, test indices) of the task's examples."""
-        n = len(self.examples.get(task, []))
+        """(calibration indices, test indices) of the task's examples, interleaved within each kind of question
+        (``Example.kind``), so that every kind, and every threshold chosen on one, has its test share."""
+        strata: dict[str, list[int]] = {}
+        for i, example in enumerate(self.examples.get(task, [])):
+            strata.setdefault(getattr(example, "kind", ""), []).append(i)
         test_share = 1.0 - self.calibration_fraction
         calib, test = [], []
-        for i in range(n):
-            (test if math.floor((i + 1) * test_share) > math.floor(i * test_share) else calib).append(i)
-        return calib, test
+        for indices in strata.values():
+            for rank, i in enumerate(indices):
+                (test if math.floor((rank + 1) * test_share) > math.floor(rank * test_share) else calib).append(i)
+        return sorted(calib), sorted(test)
 
     def encoded(self, task: str, processor, *, size: int, batch_size: int = 64,
                 templates: Mapping[str, Template] | None = None) -> list[dict]:
@@ -304,14 +315,25 @@ def calibration_label(example: Example) -> str:
     return example.gold or example.label
 
 
+# Zero-box questions asked of every datapoint before a human saw it (the routing's "not present" claim), as
+# opposed to after a human check rejected every proposed mask. The two populations differ: after a check mostly
+# negatives remain, so one P(accept) is more often right there, and a threshold chosen on them is too lax at routing.
+BEFORE_CHECK_KINDS = frozenset({"engine_before_check", "outcome_before_check"})
+
+
 def _threshold_groups(task: str, examples: Sequence[Example]) -> dict[str, np.ndarray]:
     """Which held-out items each threshold is chosen on. MV: every mask. EV: ``ev`` on questions with boxes
-    (are these masks all of them?) and ``ev_zero`` on zero-box questions (is the concept absent?), because
-    routing uses them for different claims and their precision at one P(accept) differs."""
+    (are these masks all of them?), ``ev_zero`` on zero-box questions asked before any human look and
+    ``ev_zero_after_check`` on those asked after a human check (is the concept absent?), because routing uses them
+    for different claims and their precision at one P(accept) differs. Where the examples do not say when they
+    were asked (``BEFORE_CHECK_KINDS``), both zero-box thresholds are chosen on every zero-box question."""
     if task == "mv":
         return {"mv": np.ones(len(examples), dtype=bool)}
     zero = np.array([not e.rles for e in examples], dtype=bool)
-    return {"ev": ~zero, "ev_zero": zero}
+    before = np.array([e.kind in BEFORE_CHECK_KINDS for e in examples], dtype=bool)
+    if not (zero & before).any() or not (zero & ~before).any():
+        return {"ev": ~zero, "ev_zero": zero, "ev_zero_after_check": zero}
+    return {"ev": ~zero, "ev_zero": zero & before, "ev_zero_after_check": zero & ~before}
 
 
 def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, config: TrainConfig,
@@ -325,7 +347,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
     adjudicated verdict where there is one); the report compares with the single verdicts, and gives the
     precision at each threshold against the adjudicated verdicts on the test half."""
     device = torch.device(device) if device is not None else resolve_device(config.device)
-    result = {"temperature": {}, "thresholds": {}, "metrics": {}}
+    result = {"temperature": {}, "thresholds": {}, "metrics": {}, "absence_with_sam3": None}
     for task in TASKS:
         examples = heldout.examples.get(task) or []
         groups = _threshold_groups(task, examples)
@@ -354,11 +376,20 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         report["thresholds"] = {}
         for name, member in groups.items():
             cal, tst = calib[member[calib]], test[member[test]]
-            threshold = calibration.select_threshold(p_accept[cal], calibrated_accept[cal], config.target_precision,
+            score, with_sam3 = p_accept, None
+            if name == "ev_zero" and len(cal) and all(examples[i].sam3_presence is not None
+                                                     for i in np.flatnonzero(member)):
+                # Routing's "not present": the verifier and SAM 3's presence together (verifiers.calibration).
+                presence = np.array([examples[i].sam3_presence if member[i] else 0.5 for i in range(len(examples))])
+                with_sam3 = calibration.fit_absence_with_sam3(p_accept[cal], presence[cal], calibrated_accept[cal])
+                score = calibration.absence_with_sam3(p_accept, presence, with_sam3)
+                result["absence_with_sam3"] = with_sam3
+            threshold = calibration.select_threshold(score[cal], calibrated_accept[cal], config.target_precision,
                                                      min_support=config.min_support)
-            chosen = tst[p_accept[tst] >= threshold] if threshold is not None else tst[:0]
+            chosen = tst[score[tst] >= threshold] if threshold is not None else tst[:0]
             report["thresholds"][name] = {
-                "threshold": threshold, "n_calibration": int(len(cal)), "n_test": int(len(tst)),
+                "threshold": threshold, "with_sam3_presence": with_sam3 is not None,
+                "n_calibration": int(len(cal)), "n_test": int(len(tst)),
                 "test_coverage": float(len(chosen) / len(tst)) if len(tst) else 0.0,
                 "test_precision_vs_adjudicated": float(calibrated_accept[chosen].mean()) if len(chosen) else None,
                 "test_precision_vs_single": float(np.isin([options.index(labels[i]) for i in chosen],
@@ -582,6 +613,7 @@ def run_training(verifier: Verifier, streams: dict[str, StreamSource], heldout: 
             "name": name,
             "temperature": evaluation["temperature"],
             "thresholds": evaluation["thresholds"],
+            "absence_with_sam3": evaluation["absence_with_sam3"],
             "target_precision": config.target_precision,
             "metrics": evaluation["metrics"],
             "training": {"config": asdict(config), "data": data, "steps": step, "stage": stage,
@@ -639,7 +671,9 @@ def write_readme(folder: str | Path, manifest: dict) -> None:
               f"- temperature {manifest.get('temperature')}",
               *recalibrated,
               f"- auto-accept thresholds at target precision {manifest.get('target_precision')}: "
-              f"{manifest.get('thresholds')} (None = nothing is auto-accepted)", "",
+              f"{manifest.get('thresholds')} (None = nothing is auto-accepted)",
+              *([f"- `ev_zero` applies to P(absent) from P(accept | zero boxes) and SAM 3's presence: "
+                 f"{manifest['absence_with_sam3']}"] if manifest.get("absence_with_sam3") else []), "",
               "## Learning curve (held-out test share; accuracy vs the annotator's verdicts)", "",
               "| step | stage | min | train loss | MV acc | MV κ | MV AUC | EV acc | EV κ | EV AUC |",
               "|---|---|---|---|---|---|---|---|---|---|"]

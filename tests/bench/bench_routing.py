@@ -86,7 +86,7 @@ def read_manifest(folder: Path) -> dict:
 
 def checkpoint_info(folder: Path, manifest: dict) -> dict:
     keys = ("model_version", "name", "code_version", "created_at", "config_hash", "target_precision", "thresholds",
-            "format")
+            "absence_with_sam3", "format")
     return {"path": str(folder), **{k: manifest[k] for k in keys if k in manifest}}
 
 
@@ -458,7 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         f"SAM 3 {sam3_manifest.get('model_version')} ({sam3_path}); verifier {verifier_manifest.get('model_version')} "
         f"({verifier_path}), thresholds at target precision {verifier_manifest.get('target_precision')}: "
         f"{verifier_thresholds}" + (" -> it auto-accepts nothing" if not any((verifier_thresholds or {}).values())
-                                    else " (None: that claim always goes to a human; ev_zero = 'not present')"),
+                                    else " (None: that claim always goes to a human; ev_zero = 'not present' at "
+                                         "routing, ev_zero_after_check after a human rejected every mask)")
+        + (f"; ev_zero applies to P(absent) with SAM 3's presence {verifier_manifest['absence_with_sam3']}"
+           if verifier_manifest.get("absence_with_sam3") else ""),
         "escaped error rate = accepted datapoints with a wrong mask, a false 'not present' or a missed instance on "
         "an exhaustive datapoint / accepted datapoints (ground truth exact)",
         "human share = datapoints with >= 1 human task / datapoints; AI verification costs no human seconds",

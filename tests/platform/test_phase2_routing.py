@@ -171,6 +171,38 @@ def test_when_the_human_rejects_every_mask_the_verifier_may_certify_the_absence(
     assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
 
 
+def test_absence_is_claimed_at_routing_and_after_a_check_on_each_claims_own_threshold(phase2, alice):
+    # After a human rejected every mask mostly negatives remain: one P(accept) is right more often there.
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "thresholds": {
+        "mv": 0.8, "ev": 0.9, "ev_zero": 0.99, "ev_zero_after_check": 0.9}}
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
+    dp.proposals.update(presence_score=0.2)
+    verify(phase2, dp, [0.5], ev_probs(0.95), presence=0.05)
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.MASK_VERIFICATION and "0.95 < 0.99" in dp.reason
+    check_masks(phase2, alice, ["reject"])
+    verify_exhaustivity(phase2, dp, 0.95)
+    dp.refresh_from_db()
+    assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
+
+
+@pytest.mark.parametrize("sam3_presence, certified", [(0.05, True), (0.35, False)])
+def test_a_version_calibrated_with_sam3_claims_absence_on_both_witnesses(phase2, sam3_presence, certified):
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "absence_with_sam3": {
+        "p_accept_logit": 1.0, "sam3_presence_logit": -1.0, "bias": 0.0}, "thresholds": {
+        "mv": 0.8, "ev": 0.9, "ev_zero": 0.98, "ev_zero_after_check": 0.9}}
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
+    dp.proposals.update(presence_score=sam3_presence)
+    verify(phase2, dp, [0.5], ev_probs(0.8), presence=0.05)  # alone, 0.8 would never pass 0.98
+    dp.refresh_from_db()
+    if certified:  # P(absent) = sigmoid(logit 0.8 - logit 0.05) = 0.987
+        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
+    else:  # sigmoid(logit 0.8 - logit 0.35) = 0.88
+        assert dp.state == DatapointState.MASK_VERIFICATION and "P(absent) 0.88 < 0.98" in dp.reason
+
+
 @pytest.mark.parametrize("presence, config, human_rejects, human_ev", [
     (0.55, {}, False, False),  # SAM 3 unsure of presence: moot once a human accepted a mask
     (0.55, {}, True, True),  # ... but not for a claimed absence

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from dataengine.annotation import services
-from dataengine.annotation.models import Mask, TaskKind, Verdict, VerdictKind
+from dataengine.annotation.models import Mask, Proposal, TaskKind, Verdict, VerdictKind
 from dataengine.annotation.verifier_examples import gold_ev, gold_mv, verifier_examples, write_verifier_examples
 from dataengine.engine.exports import import_gold
 from model import rle as rle_lib
@@ -65,8 +65,14 @@ def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(anno
         ("ev", "human_ev", "red circle", 2, "reject", "reject"),  # both MV-accepted masks were boxed
         ("mv", "correction_added", "red circle", 1, "accept", "accept"),
         ("ev", "correction_final", "red circle", 2, "accept", "accept"),
+        # Routing's question before anyone looked, answered by how each datapoint ended.
+        ("ev", "outcome_before_check", "blue star", 0, "accept", "accept"),
+        ("ev", "outcome_before_check", "red circle", 0, "reject", "reject"),
     ])
     assert {r["image"] for r in rows} == {f"{media.sha256}.png"}
+    presence = {r["phrase"]: r["sam3_presence"] for r in rows if r["kind"] == "outcome_before_check"}
+    assert presence == {p.datapoint.concept.phrase: p.presence_score
+                        for p in Proposal.objects.filter(datapoint__project=project)}
 
 
 def test_a_datapoint_corrected_twice_gives_its_final_set_once(annotated, alice):
@@ -83,8 +89,9 @@ def test_the_export_is_what_the_verifier_trainer_reads(annotated, tmp_path):
 
     project, media = annotated
     summary = write_verifier_examples(project, tmp_path)
-    assert (summary["examples"], summary["with_gold"], summary["images"]) == (6, 6, 1)
-    assert summary["by_kind"] == {"human_mv": 2, "human_ev": 2, "correction_added": 1, "correction_final": 1}
+    assert (summary["examples"], summary["with_gold"], summary["images"]) == (8, 8, 1)
+    assert summary["by_kind"] == {"human_mv": 2, "human_ev": 2, "correction_added": 1, "correction_final": 1,
+                                  "outcome_before_check": 2}
     examples = load_examples(tmp_path / "examples.jsonl", tmp_path / "images")
     assert [e.gold for e in examples] == [json.loads(line)["gold"] for line in
                                           (tmp_path / "examples.jsonl").read_text().splitlines()]

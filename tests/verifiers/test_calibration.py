@@ -73,3 +73,34 @@ def test_report_has_accuracy_confusion_kappa_and_precision_at_coverage():
                                                    "threshold": pytest.approx(calibration.softmax(logits)[3, 0])}
     assert report["at_threshold"] == {"coverage": 0.25, "n": 1, "precision": 1.0}
     assert report["accept_auc"] == 1.0
+
+
+def test_logistic_fit_recovers_the_weights_that_generated_the_labels():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 2))
+    truth = np.array([2.0, -1.0, 0.5])
+    labels = rng.random(4000) < 1 / (1 + np.exp(-(x @ truth[:2] + truth[2])))
+    assert calibration.fit_logistic(x, labels) == pytest.approx(truth, abs=0.15)
+    with pytest.raises(ValueError, match="one label per row"):
+        calibration.fit_logistic(x, labels[:10])
+
+
+def test_two_witnesses_of_absence_certify_more_negatives_than_the_verifier_alone():
+    """The verifier and SAM 3 each see absence noisily and independently: together they rank it better."""
+    rng = np.random.default_rng(1)
+    absent = rng.random(6000) < 0.5
+    def witness(noise):
+        return 1 / (1 + np.exp(-(np.where(absent, 1.5, -1.5) + rng.normal(scale=noise, size=absent.size))))
+    p_accept_zero, sam3_absent = witness(2.0), witness(1.5)
+    sam3_presence = 1 - sam3_absent
+    fit, held = slice(0, 3000), slice(3000, None)
+    weights = calibration.fit_absence_with_sam3(p_accept_zero[fit], sam3_presence[fit], absent[fit])
+    assert weights["p_accept_logit"] > 0 > weights["sam3_presence_logit"]  # high presence speaks against absence
+    both = calibration.absence_with_sam3(p_accept_zero[held], sam3_presence[held], weights)
+    assert isinstance(calibration.absence_with_sam3(0.9, 0.1, weights), float)
+
+    def certified(score):
+        threshold = calibration.select_threshold(score, absent[held], 0.98)
+        return 0 if threshold is None else int((score >= threshold).sum())
+
+    assert certified(both) > 1.2 * certified(p_accept_zero[held])

@@ -53,8 +53,12 @@ def test_each_proposal_gets_an_mv_question_and_ev_judges_what_the_first_annotato
     for (name, phrase) in pairs:
         true = predictor.by_pair[(name, phrase)]
         mv = [r for r in rows if r["task"] == "mv" and r["phrase"] == phrase]
-        [ev] = [r for r in rows if r["task"] == "ev" and r["phrase"] == phrase]
+        [before] = [r for r in rows if r["kind"] == "engine_before_check" and r["phrase"] == phrase]
+        [ev] = [r for r in rows if r["task"] == "ev" and r["kind"] != "engine_before_check" and r["phrase"] == phrase]
         assert all(len(r["rles"]) == 1 and r["kind"] == "engine_proposal" for r in mv)
+        # Before anyone looked: zero boxes, "accept" (absent) exactly for a negative.
+        assert before["task"] == "ev" and before["rles"] == []
+        assert before["label"] == before["gold"] == ("reject" if true else "accept")
         # Error-free annotators: true instances accepted, the decoy rejected, and the boxed set is complete.
         assert [r["label"] for r in mv] == ["accept"] * len(true) + ["reject"] * (len(mv) - len(true))
         assert all(r["gold"] == r["label"] == r["correct"] for r in mv + [ev])
@@ -68,7 +72,7 @@ def test_an_incomplete_proposal_set_is_an_ev_reject(world):
     predictor.file_name = gold["images"][0]["file_name"]
     rows = list(engine_questions(world / "gold.json", predictor, max_instances=1, error_rate=0.0))
     for (_, phrase), true in predictor.by_pair.items():
-        [ev] = [r for r in rows if r["task"] == "ev" and r["phrase"] == phrase]
+        [ev] = [r for r in rows if r["task"] == "ev" and r["kind"] != "engine_before_check" and r["phrase"] == phrase]
         assert ev["label"] == ("reject" if len(true) > 1 else "accept")
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from verifiers.model import load_verifier
-from verifiers.synthetic import scene_examples
-from verifiers.training import correction_examples, load_examples, split_heldout
+from verifiers.synthetic import Example, scene_examples
+from verifiers.training import _threshold_groups, correction_examples, load_examples, split_heldout
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "verifier-tiny"
 
@@ -78,6 +78,24 @@ def test_bad_example_lines_are_named(tmp_path):
     path.write_text(good[0] + "\n" + json.dumps({**json.loads(good[1]), "label": "maybe"}) + "\n")
     with pytest.raises(ValueError, match=r"examples.jsonl:2: .*'maybe'"):
         load_examples(path, images)
+    path.write_text(json.dumps({**json.loads(good[0]), "sam3_presence": 1.5}) + "\n")
+    with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_presence must be a number in \[0, 1\]"):
+        load_examples(path, images)
+
+
+def test_absence_before_and_after_a_human_check_is_calibrated_on_its_own_questions(scene_image, scene_rles):
+    def ev(kind, rles=()):
+        return Example("ev", scene_image, "red circle", list(rles), "accept", "accept", kind)
+
+    engine = [ev("engine_before_check"), ev("engine_zero_boxes"), ev("engine_after_mv", scene_rles[:1]),
+              ev("outcome_before_check")]
+    groups = {name: member.tolist() for name, member in _threshold_groups("ev", engine).items()}
+    assert groups == {"ev": [False, False, True, False], "ev_zero": [True, False, False, True],
+                      "ev_zero_after_check": [False, True, False, False]}
+    # Questions that do not say when they were asked (the synthetic set) serve both claims.
+    synthetic = [ev("ev_zero_absent"), ev("ev_complete", scene_rles[:1])]
+    groups = {name: member.tolist() for name, member in _threshold_groups("ev", synthetic).items()}
+    assert groups["ev_zero"] == groups["ev_zero_after_check"] == [True, False]
 
 
 def test_heldout_split_keeps_each_image_and_phrase_on_one_side(tmp_path):
@@ -98,7 +116,7 @@ def test_train_command_writes_a_calibrated_checkpoint_with_a_report(tmp_path):
                  "--min-support", "5", "--warmup-steps", "1"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["temperature"]) == {"mv", "ev"}
-    assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero"}
+    assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero", "ev_zero_after_check"}
     assert manifest["target_precision"] == 0.98
     assert manifest["training"]["config"]["adapter_steps"] == 2 and manifest["training"]["config"]["shuffle_prob"] == 1
     assert manifest["training"]["data"]["init"] == {"uri": "preset:tiny?seed=0",
@@ -120,7 +138,8 @@ def test_train_command_writes_a_calibrated_checkpoint_with_a_report(tmp_path):
 def test_committed_tiny_checkpoint_loads_with_its_calibration(tmp_path):
     verifier = load_verifier(str(CHECKPOINT), cache_dir=tmp_path)
     manifest = verifier.manifest
-    assert manifest["target_precision"] == 0.98 and set(manifest["thresholds"]) == {"mv", "ev", "ev_zero"}
+    assert manifest["target_precision"] == 0.98
+    assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero", "ev_zero_after_check"}
     assert all(t is None or 0 < t <= 1 for t in manifest["thresholds"].values())
     assert manifest["thresholds"]["ev_zero"] is not None, "the committed verifier settles confident negatives"
     assert manifest["metrics"]["ev"]["thresholds"]["ev_zero"]["test_precision_vs_adjudicated"] >= 0.98
@@ -142,8 +161,32 @@ def test_recalibration_makes_a_new_version_that_names_its_source(tmp_path, tiny_
     source = json.loads((tiny_checkpoint / "manifest.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["calibration"]["from_version"] == source["model_version"] != manifest["model_version"]
-    assert manifest["target_precision"] == 0.9 and set(manifest["thresholds"]) == {"mv", "ev", "ev_zero"}
+    assert manifest["target_precision"] == 0.9
+    assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero", "ev_zero_after_check"}
     assert manifest["files"]["base/model.safetensors"] == source["files"]["base/model.safetensors"]  # same weights
+    assert manifest["absence_with_sam3"] is None  # no question carried SAM 3's presence
+
+
+@pytest.mark.slow
+def test_routing_questions_with_sam3_presence_calibrate_absence_on_both(tmp_path, tiny_checkpoint):
+    from verifiers.calibrate import main
+
+    path, images = _write_examples(tmp_path)
+    zero_box = [json.loads(line) for line in path.read_text().splitlines()]
+    zero_box = [row for row in zero_box if row["task"] == "ev" and not row["rles"]]
+    # As routing asks them, with SAM 3's presence: here a witness that mostly agrees with the verdict.
+    before = [{**row, "kind": "engine_before_check", "sam3_presence": 0.1 if row["gold"] == "accept" else 0.9}
+              for row in zero_box * 4]
+    path.write_text(path.read_text() + "".join(json.dumps(row) + "\n" for row in before))
+    out = tmp_path / "recalibrated"
+    assert main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--examples", str(path), "--images",
+                 str(images), "--target-precision", "0.9", "--min-support", "3", "--calibration-fraction", "0.5"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["absence_with_sam3"]) == {"p_accept_logit", "sam3_presence_logit", "bias"}
+    assert manifest["absence_with_sam3"]["sam3_presence_logit"] < 0  # high presence speaks against absence
+    report = manifest["metrics"]["ev"]["thresholds"]
+    assert report["ev_zero"]["with_sam3_presence"] and not report["ev_zero_after_check"]["with_sam3_presence"]
+    assert report["ev_zero"]["n_calibration"] + report["ev_zero"]["n_test"] == len(before)
     adapter = json.loads((out / "adapters" / "mv" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] is None  # no local path of the machine that saved it
     assert manifest["metrics"]["mv"]["calibration_labels"] == "adjudicated"  # the lines carry "gold"
@@ -317,3 +360,16 @@ def test_calibration_asks_each_question_as_the_verifier_will_be_asked_in_routing
 
     np.testing.assert_allclose(probabilities(own), asked, atol=1e-5)
     assert np.abs(probabilities(None) - asked).max() > 1e-5, "the current template draws other boxes"
+
+
+def test_every_kind_of_question_gets_its_test_share(scene_image):
+    from verifiers.training import Heldout
+
+    # Engine questions come in a fixed rhythm (before the check, after it): a plain interleave would put every
+    # question of one kind on one side.
+    examples = [Example("ev", scene_image, "red circle", [], "accept", kind=kind)
+                for _ in range(40) for kind in ("engine_before_check", "engine_zero_boxes")]
+    calib, test = Heldout({"ev": examples}, calibration_fraction=0.5).halves("ev")
+    assert sorted(calib + test) == list(range(80))
+    for kind in ("engine_before_check", "engine_zero_boxes"):
+        assert sum(examples[i].kind == kind for i in test) == 20

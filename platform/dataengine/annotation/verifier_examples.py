@@ -8,7 +8,11 @@ Rows, one question each (``{"task", "image", "phrase", "rles", "label", "kind"[,
   it (none: the zero-boxes question) — and the human's option (``human_ev``);
 * the signals a finished correction implies (docs/data-engine.md §3): each human-drawn mask of the final set is
   a good MV example and the final set a good EV example, both "accept" (``correction_added``,
-  ``correction_final``).
+  ``correction_final``);
+* every datapoint humans settled (accepted, not auto-accepted): the zero-boxes question routing asks before
+  anyone looks, answered by the outcome — "accept" (absent) iff it was accepted with no mask
+  (``outcome_before_check``, with SAM 3's presence score of its proposal; verifiers.training calibrates the
+  routing's "not present" claim on these).
 
 ``gold``: where the project's frozen gold set has the same image and phrase, the verdict its instances imply
 (MV accept iff the mask's best IoU with a gold instance reaches ``GOLD_MV_IOU``; EV accept iff every gold
@@ -28,6 +32,7 @@ from dataengine.annotation.models import (
     MaskSource,
     MaskState,
     MVOption,
+    Proposal,
     Verdict,
     VerdictKind,
 )
@@ -99,6 +104,18 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
             rows += [row("mv", dp, [m.rle], "accept", "correction_added") for m in final
                      if m.source == MaskSource.HUMAN]
             rows.append(row("ev", dp, [m.rle for m in final], "accept", "correction_final"))
+    settled = (Datapoint.objects.filter(project=project, is_gold=False, state=DatapointState.ACCEPTED,
+                                        auto_accepted=False)
+               .select_related("media", "concept").order_by("id"))
+    present = set(Mask.objects.filter(datapoint__in=settled, state=MaskState.ACCEPTED)
+                  .values_list("datapoint_id", flat=True))
+    sam3_presence = dict(Proposal.objects.filter(datapoint__in=settled).order_by("datapoint_id", "id")
+                         .values_list("datapoint_id", "presence_score"))  # the latest proposal's, per datapoint
+    for dp in settled:
+        out = row("ev", dp, [], "reject" if dp.pk in present else "accept", "outcome_before_check")
+        if dp.pk in sam3_presence:
+            out["sam3_presence"] = sam3_presence[dp.pk]
+        rows.append(out)
     return rows
 
 

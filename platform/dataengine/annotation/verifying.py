@@ -52,6 +52,7 @@ from dataengine.engine.models import Job, JobState, ModelVersion
 from dataengine.engine.services import get_or_create_job, record_audit
 from dataengine.errors import InvalidInput
 from dataengine.media.storage import media_uri
+from verifiers.calibration import absence_with_sam3
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,17 @@ PRESENCE_SIGNS = frozenset({"presence_margin", "presence_disagreement"})
 class Thresholds:
     """A verifier version's auto-accept thresholds on P(accept) at one target precision; None: not calibrated.
 
-    ``mv`` judges a mask, ``ev`` a set of accepted masks (exhaustive?), ``ev_zero`` zero boxes (not present?)."""
+    ``mv`` judges a mask, ``ev`` a set of accepted masks (exhaustive?), ``ev_zero`` zero boxes (not present?) at
+    routing, before any human look, and ``ev_zero_after_check`` zero boxes after a human check rejected every
+    proposed mask (verifiers.training: the two are chosen on different populations)."""
 
     mv: float | None = None
     ev: float | None = None
     ev_zero: float | None = None
+    ev_zero_after_check: float | None = None
+    # Where set, ``ev_zero`` applies to P(absent) from the verifier and SAM 3's presence together
+    # (verifiers.calibration.absence_with_sam3), fitted with the threshold on the same held-out verdicts.
+    absence_with_sam3: dict | None = None
 
 
 def thresholds_for(version: ModelVersion, target_precision: float) -> Thresholds:
@@ -80,7 +87,9 @@ def thresholds_for(version: ModelVersion, target_precision: float) -> Thresholds
     if float(manifest.get("target_precision", 0.0)) < target_precision:
         return Thresholds()
     stored = manifest.get("thresholds") or {}
-    return Thresholds(stored.get("mv"), stored.get("ev"), stored.get("ev_zero"))
+    # Versions calibrated before the split used one zero-box threshold for both claims.
+    return Thresholds(stored.get("mv"), stored.get("ev"), stored.get("ev_zero"),
+                      stored.get("ev_zero_after_check", stored.get("ev_zero")), manifest.get("absence_with_sam3"))
 
 
 # ---------------------------------------------------------------- enqueue
@@ -101,7 +110,8 @@ def request_exhaustivity_after_check(datapoint: Datapoint) -> Job | None:
     A human EV costs far more than an MV (a look at the whole image for what is missing, against a glance at one
     mask), and on the engine's own questions EV is where a verifier is most often sure. Returns None (a human EV
     follows) unless the datapoint was routed by the AI verifiers, the active verifier has a threshold for the claim
-    (``ev`` with masks, ``ev_zero`` with none) at the project's target precision, and no failure sign bears on it.
+    (``ev`` with masks, ``ev_zero_after_check`` with none) at the project's target precision, and no failure sign
+    bears on it.
     The signs are taken again on what the human kept (a tiny fragment the human rejected is no reason); those
     about presence stay for a claimed absence and are moot once a human accepted a mask."""
     project = datapoint.project
@@ -112,7 +122,7 @@ def request_exhaustivity_after_check(datapoint: Datapoint) -> Job | None:
     config = ProjectConfig.of(project)
     masks = list(datapoint.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
     thresholds = thresholds_for(version, config.target_precision)
-    if (thresholds.ev if masks else thresholds.ev_zero) is None:
+    if (thresholds.ev if masks else thresholds.ev_zero_after_check) is None:
         return None
     signs = set(failure_signs(mask_areas=[m.area for m in masks], phrase=datapoint.concept.phrase, config=config,
                               image_area=datapoint.media.width * datapoint.media.height))
@@ -176,7 +186,8 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
 
     EV judged the masks MV accepted (``ev_mask_ids``). With masks, auto-accepting needs every one of them at the
     MV threshold and EV at the ``ev`` threshold; with none, EV's "accept" claims the concept is absent and must
-    meet the ``ev_zero`` threshold (a verified negative).
+    meet the ``ev_zero`` threshold (a verified negative), on P(absent) from EV and SAM 3's presence together where
+    the version was calibrated so.
 
     Whatever is not auto-accepted goes to a human. A human check (Phase 1's questions: MV, then EV, then a
     correction only if the human finds the set incomplete) verifies every proposed mask, except, for a version
@@ -205,6 +216,12 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
                            f"{thresholds.ev:.2f})")
     elif thresholds.ev_zero is None:
         reasons.append("verifier not calibrated for the target precision (not present)")
+    elif thresholds.absence_with_sam3:
+        absent = absence_with_sam3(ev_accept, sam3_presence, thresholds.absence_with_sam3)
+        if absent < thresholds.ev_zero:
+            reasons.append(f"EV and SAM 3 not confident the concept is absent (P(absent) {absent:.2f} < "
+                           f"{thresholds.ev_zero:.2f}; P(accept | zero boxes) {ev_accept:.2f}, SAM 3 presence "
+                           f"{sam3_presence:.2f})")
     elif ev_accept < thresholds.ev_zero:
         reasons.append(f"EV not confident the concept is absent (P(accept | zero boxes) {ev_accept:.2f} < "
                        f"{thresholds.ev_zero:.2f})")
@@ -352,7 +369,7 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         to_exhaustivity_verification(datapoint, ["the verifier judged other masks than the human check accepted"])
         return
     thresholds = thresholds_for(version, config.target_precision)
-    threshold = thresholds.ev if accepted else thresholds.ev_zero
+    threshold = thresholds.ev if accepted else thresholds.ev_zero_after_check
     p = float(ev.get(EVOption.ACCEPT, 0.0))
     if threshold is not None and p >= threshold:
         _auto_accept(datapoint, config)
