@@ -220,7 +220,7 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
         absent = absence_with_sam3(ev_accept, sam3_presence, thresholds.absence_with_sam3)
         if absent < thresholds.ev_zero:
             reasons.append(f"EV and SAM 3 not confident the concept is absent (P(absent) {absent:.2f} < "
-                           f"{thresholds.ev_zero:.2f}; P(accept | zero boxes) {ev_accept:.2f}, SAM 3 presence "
+                           f"{thresholds.ev_zero:.2f}: P(accept | zero boxes) {ev_accept:.2f}, SAM 3 presence "
                            f"{sam3_presence:.2f})")
     elif ev_accept < thresholds.ev_zero:
         reasons.append(f"EV not confident the concept is absent (P(accept | zero boxes) {ev_accept:.2f} < "
