@@ -115,6 +115,19 @@ def test_save_and_load_round_trip_exactly(tmp_path, tiny, scene_image, scene_rle
     assert manifest["peft_version"] and manifest["code_version"]
 
 
+def test_the_absence_fit_is_part_of_the_version_name(tmp_path, tiny_checkpoint):
+    from verifiers.model import write_manifest
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_checkpoint, folder)
+    calibrated = {"temperature": {"mv": 1.0, "ev": 1.0}, "thresholds": {"ev_zero": 0.9}, "target_precision": 0.98}
+    plain = write_manifest(folder, dict(calibrated))["model_version"]
+    assert write_manifest(folder, {**calibrated, "absence_with_sam3": None})["model_version"] == plain
+    stacked = write_manifest(folder, {**calibrated, "absence_with_sam3": {
+        "p_accept_logit": 1.0, "sam3_presence_logit": -1.0, "bias": 0.0}})["model_version"]
+    assert stacked != plain  # the same weights and thresholds judge absence differently
+
+
 def test_a_verifier_asks_and_draws_as_its_templates_say(tmp_path, tiny_checkpoint, scene_image, scene_rles):
     # A verifier trained on ev.v1 (thin boxes) keeps seeing thin boxes after ev.v2 became current.
     current = load_verifier(str(tiny_checkpoint), cache_dir=tmp_path)
