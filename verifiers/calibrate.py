@@ -1,7 +1,8 @@
 """Recalibrate a verifier: ``python -m verifiers.calibrate --checkpoint URI --out FOLDER (--synthetic | --examples
 EXAMPLES.jsonl --images DIR) [--target-precision P]``.
 
-The weights stay; the temperatures and the auto-accept thresholds (``mv``, ``ev``, ``ev_zero``) are chosen again
+The weights stay; the temperatures, the auto-accept thresholds (``mv``, ``ev``, ``ev_zero``, ``ev_zero_after_check``)
+and, where the questions carry SAM 3's witnesses, the weights combining them with the verifier are chosen again
 on held-out verdicts (adjudicated where the examples carry ``gold``: see verifiers.training.evaluate) for the
 target precision, and written with the report into a new checkpoint folder. Calibration is part of the version
 (verifiers.model.write_manifest), so the result registers as a new verifier version whose manifest names the
@@ -34,7 +35,7 @@ def recalibrate(verifier, heldout: Heldout, out: str | Path, *, config: TrainCon
     manifest = {
         "temperature": evaluation["temperature"],
         "thresholds": evaluation["thresholds"],
-        "absence_with_sam3": evaluation["absence_with_sam3"],
+        "with_sam3": evaluation["with_sam3"],
         "target_precision": config.target_precision,
         "metrics": evaluation["metrics"],
         "calibration": {"from_version": previous.get("model_version"), "data": data,

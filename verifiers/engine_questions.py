@@ -10,7 +10,9 @@ give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposal
 ``max_instances`` after dropping duplicates, score threshold 0, as the demo and the routing benchmark propose), an
 MV question per proposed mask, and the EV question a human check asks next, on the masks the first annotator
 accepted (zero boxes when none); and, first, the zero-boxes EV question routing asks of every datapoint before a
-human looks (``engine_before_check``, with SAM 3's presence score: routing claims absence on both). ``label`` is
+human looks (``engine_before_check``). Every EV row carries SAM 3's witnesses (verifiers.calibration: its presence
+score and its best score among the proposals the question does not box), which routing weighs with the verifier's
+answer. ``label`` is
 the first annotator's verdict (3% mistakes by default), ``gold`` the majority of
 ``adjudicators`` independent annotators, as a gold set is triple-annotated. The file is what
 ``manage.py export_verifier_examples`` writes, so ``python -m verifiers.calibrate --examples FILE --images DIR``
@@ -56,13 +58,16 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
             answers = [answer_exhaustivity({"datapoint": datapoint, "masks": []}, truth, a) for a in configs]
             yield {"task": "ev", "image": name, "phrase": phrase, "rles": [], "label": answers[0].decision,
                    "correct": answers[0].correct, "kind": "engine_before_check", "gold": adjudicated(answers),
-                   "sam3_presence": proposal.presence_score}
-            accepted = []
+                   "sam3_presence": proposal.presence_score,
+                   "sam3_best_unboxed": max((i.score for i in proposal.instances), default=0.0)}
+            accepted, rejected_scores = [], []
             for instance in proposal.instances:
                 task = {"datapoint": datapoint, "mask": {"rle": instance.rle}}
                 answers = [answer_mask_verification(task, truth, a) for a in configs]
                 if answers[0].decision == "accept":
                     accepted.append(instance.rle)
+                else:
+                    rejected_scores.append(instance.score)
                 yield {"task": "mv", "image": name, "phrase": phrase, "rles": [instance.rle],
                        "label": answers[0].decision, "correct": answers[0].correct, "kind": "engine_proposal",
                        "gold": adjudicated(answers)}
@@ -70,7 +75,8 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
             answers = [answer_exhaustivity(task, truth, a) for a in configs]
             yield {"task": "ev", "image": name, "phrase": phrase, "rles": accepted, "label": answers[0].decision,
                    "correct": answers[0].correct, "kind": "engine_after_mv" if accepted else "engine_zero_boxes",
-                   "gold": adjudicated(answers)}
+                   "gold": adjudicated(answers), "sam3_presence": proposal.presence_score,
+                   "sam3_best_unboxed": max(rejected_scores, default=0.0)}
 
 
 def meta_path(examples: str | Path) -> Path:

@@ -404,8 +404,9 @@ def write_manifest(folder: str | Path, manifest: dict) -> dict:
     if "model_version" not in full:
         # Weights and calibration name the version: a recalibrated verifier is a new version.
         calibration = {k: full.get(k) for k in ("temperature", "thresholds", "target_precision")}
-        if full.get("absence_with_sam3"):  # (absent from older versions, whose names stay as they were)
-            calibration["absence_with_sam3"] = full["absence_with_sam3"]
+        for key in ("absence_with_sam3", "with_sam3"):  # (absent from older versions, whose names stay as they were)
+            if full.get(key):
+                calibration[key] = full[key]
         calibrated = json.dumps(calibration, sort_keys=True)
         digest = hashlib.sha256(("".join(files[k] for k in sorted(files)) + calibrated).encode()).hexdigest()
         full["model_version"] = f"verifier-{digest[:16]}"

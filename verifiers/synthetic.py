@@ -46,7 +46,10 @@ class Example:
     kind: str = ""
     source: dict = field(default_factory=dict)
     gold: str = ""  # the adjudicated verdict where there is one (calibration uses it), else ""
-    sam3_presence: float | None = None  # SAM 3's presence score of the pair, where the question came from routing
+    # SAM 3's witnesses (verifiers.calibration.SAM3_WITNESSES), where the question came from the engine: its presence
+    # score of the pair and its best score among the proposals the question does not box.
+    sam3_presence: float | None = None
+    sam3_best_unboxed: float | None = None
 
 
 def require_simulated_annotator() -> None:

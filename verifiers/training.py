@@ -10,9 +10,10 @@ After training, each task's temperature is fitted on one share of the held-out v
 thresholds selected there for ``target_precision`` (verifiers.calibration): ``mv``, ``ev`` (questions with
 boxes), ``ev_zero`` (zero boxes: "not present", claimed at routing before any human look) and
 ``ev_zero_after_check`` (zero boxes after a human rejected every proposed mask), on adjudicated verdicts where the
-examples carry them (``Example.gold``); the other share gives the report. Where routing's zero-box questions carry
-SAM 3's presence score (``Example.sam3_presence``), ``ev_zero`` applies to P(absent) from both
-(``absence_with_sam3``, fitted on the same calibration share).
+examples carry them (``Example.gold``); the other share gives the report. Where every question of an EV claim
+carries SAM 3's witnesses (``Example.sam3_presence``, ``Example.sam3_best_unboxed``: questions the engine asked),
+its threshold applies to the probability from the verifier and SAM 3 together (``with_sam3``, a logistic fitted
+on the same calibration share).
 Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
 thresholds and the learning curve.
 
@@ -52,6 +53,7 @@ from verifiers.model import (
 from verifiers.options import MV_ACCEPTS, check_option, options_for, shuffled_order
 from verifiers.prompts import TEMPLATE_VERSIONS, Template, check_phrase, template_for
 from verifiers.render import render_ev, render_mv
+from verifiers.calibration import SAM3_WITNESSES
 from verifiers.synthetic import Example
 
 log = logging.getLogger("verifiers.training")
@@ -239,12 +241,13 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
             if task == "mv" and len(rles) != 1:
                 raise ValueError("an MV example has exactly one mask")
             gold = check_option(task, row["gold"]) if row.get("gold") else ""
-            presence = row.get("sam3_presence")
-            if presence is not None and (isinstance(presence, bool) or not isinstance(presence, (int, float))
-                                         or not 0.0 <= presence <= 1.0):
-                raise ValueError("sam3_presence must be a number in [0, 1]")
+            witnesses = {n: row.get(n) for n in SAM3_WITNESSES}
+            for witness, value in witnesses.items():
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or not 0.0 <= value <= 1.0):
+                    raise ValueError(f"{witness} must be a number in [0, 1]")
             out.append(Example(task, cache[name], row["phrase"], rles, label, row.get("correct", label),
-                               row.get("kind", ""), {"image": name}, gold, presence))
+                               row.get("kind", ""), {"image": name}, gold, **witnesses))
         except (KeyError, ValueError, OSError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: {exc}") from exc
     return out
@@ -347,7 +350,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
     adjudicated verdict where there is one); the report compares with the single verdicts, and gives the
     precision at each threshold against the adjudicated verdicts on the test half."""
     device = torch.device(device) if device is not None else resolve_device(config.device)
-    result = {"temperature": {}, "thresholds": {}, "metrics": {}, "absence_with_sam3": None}
+    result = {"temperature": {}, "thresholds": {}, "metrics": {}, "with_sam3": {}}
     for task in TASKS:
         examples = heldout.examples.get(task) or []
         groups = _threshold_groups(task, examples)
@@ -377,18 +380,20 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         for name, member in groups.items():
             cal, tst = calib[member[calib]], test[member[test]]
             score, with_sam3 = p_accept, None
-            if name == "ev_zero" and len(cal) and all(examples[i].sam3_presence is not None
-                                                     for i in np.flatnonzero(member)):
-                # Routing's "not present": the verifier and SAM 3's presence together (verifiers.calibration).
-                presence = np.array([examples[i].sam3_presence if member[i] else 0.5 for i in range(len(examples))])
-                with_sam3 = calibration.fit_absence_with_sam3(p_accept[cal], presence[cal], calibrated_accept[cal])
-                score = calibration.absence_with_sam3(p_accept, presence, with_sam3)
-                result["absence_with_sam3"] = with_sam3
+            if task == "ev" and len(cal) and all(getattr(examples[i], w) is not None
+                                                 for i in np.flatnonzero(member) for w in SAM3_WITNESSES):
+                # The claim from the verifier and SAM 3's witnesses together (verifiers.calibration).
+                witnesses = {w: np.array([getattr(e, w) if m else 0.5 for e, m in zip(examples, member)])
+                             for w in SAM3_WITNESSES}
+                with_sam3 = calibration.fit_with_sam3(p_accept[cal], {w: v[cal] for w, v in witnesses.items()},
+                                                      calibrated_accept[cal])
+                score = calibration.with_sam3(p_accept, witnesses, with_sam3)
+                result["with_sam3"][name] = with_sam3
             threshold = calibration.select_threshold(score[cal], calibrated_accept[cal], config.target_precision,
                                                      min_support=config.min_support)
             chosen = tst[score[tst] >= threshold] if threshold is not None else tst[:0]
             report["thresholds"][name] = {
-                "threshold": threshold, "with_sam3_presence": with_sam3 is not None,
+                "threshold": threshold, "with_sam3": with_sam3 is not None,
                 "n_calibration": int(len(cal)), "n_test": int(len(tst)),
                 "test_coverage": float(len(chosen) / len(tst)) if len(tst) else 0.0,
                 "test_precision_vs_adjudicated": float(calibrated_accept[chosen].mean()) if len(chosen) else None,
@@ -613,7 +618,7 @@ def run_training(verifier: Verifier, streams: dict[str, StreamSource], heldout: 
             "name": name,
             "temperature": evaluation["temperature"],
             "thresholds": evaluation["thresholds"],
-            "absence_with_sam3": evaluation["absence_with_sam3"],
+            "with_sam3": evaluation["with_sam3"],
             "target_precision": config.target_precision,
             "metrics": evaluation["metrics"],
             "training": {"config": asdict(config), "data": data, "steps": step, "stage": stage,
@@ -672,8 +677,8 @@ def write_readme(folder: str | Path, manifest: dict) -> None:
               *recalibrated,
               f"- auto-accept thresholds at target precision {manifest.get('target_precision')}: "
               f"{manifest.get('thresholds')} (None = nothing is auto-accepted)",
-              *([f"- `ev_zero` applies to P(absent) from P(accept | zero boxes) and SAM 3's presence: "
-                 f"{manifest['absence_with_sam3']}"] if manifest.get("absence_with_sam3") else []), "",
+              *([f"- these EV thresholds apply to P(claim) from the verifier's P(accept) and SAM 3's witnesses "
+                 f"(logistic weights): {manifest['with_sam3']}"] if manifest.get("with_sam3") else []), "",
               "## Learning curve (held-out test share; accuracy vs the annotator's verdicts)", "",
               "| step | stage | min | train loss | MV acc | MV κ | MV AUC | EV acc | EV κ | EV AUC |",
               "|---|---|---|---|---|---|---|---|---|---|"]

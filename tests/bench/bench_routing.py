@@ -86,7 +86,7 @@ def read_manifest(folder: Path) -> dict:
 
 def checkpoint_info(folder: Path, manifest: dict) -> dict:
     keys = ("model_version", "name", "code_version", "created_at", "config_hash", "target_precision", "thresholds",
-            "absence_with_sam3", "format")
+            "absence_with_sam3", "with_sam3", "format")
     return {"path": str(folder), **{k: manifest[k] for k in keys if k in manifest}}
 
 
@@ -461,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
                                     else " (None: that claim always goes to a human; ev_zero = 'not present' at "
                                          "routing, ev_zero_after_check after a human rejected every mask)")
         + (f"; ev_zero applies to P(absent) with SAM 3's presence {verifier_manifest['absence_with_sam3']}"
-           if verifier_manifest.get("absence_with_sam3") else ""),
+           if verifier_manifest.get("absence_with_sam3") else "")
+        + (f"; these claims apply to P(claim) from the verifier and SAM 3's witnesses (logistic weights): "
+           f"{verifier_manifest['with_sam3']}" if verifier_manifest.get("with_sam3") else ""),
         "escaped error rate = accepted datapoints with a wrong mask, a false 'not present' or a missed instance on "
         "an exhaustive datapoint / accepted datapoints (ground truth exact)",
         "human share = datapoints with >= 1 human task / datapoints; AI verification costs no human seconds",

@@ -188,7 +188,9 @@ def test_absence_is_claimed_at_routing_and_after_a_check_on_each_claims_own_thre
 
 
 @pytest.mark.parametrize("sam3_presence, certified", [(0.05, True), (0.35, False)])
-def test_a_version_calibrated_with_sam3_claims_absence_on_both_witnesses(phase2, sam3_presence, certified):
+def test_a_version_calibrated_with_sam3s_presence_claims_absence_on_both_witnesses(phase2, sam3_presence,
+                                                                                   certified):
+    # As versions calibrated before the other claims and witnesses were stacked stored it: absence_with_sam3.
     phase2.active_verifier.manifest = {"target_precision": 0.98, "absence_with_sam3": {
         "p_accept_logit": 1.0, "sam3_presence_logit": -1.0, "bias": 0.0}, "thresholds": {
         "mv": 0.8, "ev": 0.9, "ev_zero": 0.98, "ev_zero_after_check": 0.9}}
@@ -201,6 +203,37 @@ def test_a_version_calibrated_with_sam3_claims_absence_on_both_witnesses(phase2,
         assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
     else:  # sigmoid(logit 0.8 - logit 0.35) = 0.88
         assert dp.state == DatapointState.MASK_VERIFICATION and "P(absent) 0.88 < 0.98" in dp.reason
+
+
+@pytest.mark.parametrize("rejected_score, certified", [(0.01, True), (0.8, False)])
+def test_after_a_check_sam3s_best_rejected_proposal_weighs_on_whether_the_kept_masks_are_all(phase2, alice,
+                                                                                             rejected_score, certified):
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "with_sam3": {"ev": {
+        "p_accept_logit": 1.0, "sam3_presence_logit": 0.0, "sam3_best_unboxed_logit": -1.0, "bias": 0.0}},
+        "thresholds": {"mv": 0.8, "ev": 0.98, "ev_zero": 0.9, "ev_zero_after_check": 0.9}}
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)])
+    Mask.objects.filter(datapoint=dp, score__lt=0.85).update(score=rejected_score)
+    verify(phase2, dp, [0.5, 0.5], ev_probs(0.6))
+    check_masks(phase2, alice, ["accept", "reject"])  # the 0.9 mask is leased first
+    verify_exhaustivity(phase2, dp, 0.8)  # alone, 0.8 would never pass 0.98
+    dp.refresh_from_db()
+    if certified:  # P(exhaustive) = sigmoid(logit 0.8 - logit 0.01) = 0.9975
+        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.POSITIVE, True)
+    else:  # sigmoid(logit 0.8 - logit 0.8) = 0.5: a strong proposal was rejected, an instance may be missing
+        assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION
+        assert "P(exhaustive) 0.50 < 0.98" in dp.reason and "best unboxed proposal 0.80" in dp.reason
+
+
+def test_at_routing_a_strong_proposal_mv_did_not_keep_speaks_against_exhaustivity():
+    thresholds = Thresholds(0.8, 0.98, 0.9, with_sam3={"ev": {
+        "p_accept_logit": 1.0, "sam3_presence_logit": 0.0, "sam3_best_unboxed_logit": -1.0, "bias": 0.0}})
+    routes = {score: decide_route(mv={1: mv_probs(0.9), 2: mv_probs(0.3)}, ev=ev_probs(0.8), ev_mask_ids=[1],
+                                  sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 400},
+                                  mask_scores={1: 0.9, 2: score}, image_area=3072, phrase="red circle",
+                                  config=ProjectConfig(), thresholds=thresholds) for score in (0.01, 0.8)}
+    assert routes[0.01].auto_accept and routes[0.01].accepted_mask_ids == [1]
+    assert not routes[0.8].auto_accept and "P(exhaustive) 0.50 < 0.98" in routes[0.8].reasons[0]
 
 
 @pytest.mark.parametrize("presence, config, human_rejects, human_ev", [
@@ -386,17 +419,20 @@ def test_a_verifier_error_falls_back_to_a_human_and_a_replay_changes_nothing(pha
 def test_the_route_is_a_pure_function_of_the_scores():
     config = ProjectConfig()
     route = decide_route(mv={1: mv_probs(0.9), 2: mv_probs(0.2)}, ev=ev_probs(0.95), ev_mask_ids=[1],
-                         sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 400}, image_area=3072,
+                         sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 400}, mask_scores={1: 0.9, 2: 0.3},
+                         image_area=3072,
                          phrase="red circle", config=config, thresholds=Thresholds(0.8, 0.9, 0.9))
     assert (route.auto_accept, route.accepted_mask_ids, route.reasons) == (True, [1], [])
     tiny = decide_route(mv={1: mv_probs(0.9)}, ev=ev_probs(0.95), ev_mask_ids=[1], sam3_presence=0.9,
-                        ai_presence=0.1, mask_areas={1: 1}, image_area=3072, phrase="x", config=config,
+                        ai_presence=0.1, mask_areas={1: 1}, mask_scores={1: 0.9}, image_area=3072, phrase="x",
+                        config=config,
                         thresholds=Thresholds(0.8, 0.9, 0.9))
     assert not tiny.auto_accept and any("disagree" in r for r in tiny.reasons) and "tiny instances" in tiny.reasons
 
 
 def test_every_mask_the_route_accepts_meets_the_mv_threshold():
     route = decide_route(mv={1: mv_probs(0.95), 2: mv_probs(0.7)}, ev=ev_probs(0.99), ev_mask_ids=[1, 2],
-                         sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 400}, image_area=3072,
+                         sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 400}, mask_scores={1: 0.9, 2: 0.3},
+                         image_area=3072,
                          phrase="red circle", config=ProjectConfig(), thresholds=Thresholds(0.8, 0.9, 0.9))
     assert not route.auto_accept and "a mask below the MV threshold 0.80" in route.reasons

@@ -70,9 +70,19 @@ def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(anno
         ("ev", "outcome_before_check", "red circle", 0, "reject", "reject"),
     ])
     assert {r["image"] for r in rows} == {f"{media.sha256}.png"}
-    presence = {r["phrase"]: r["sam3_presence"] for r in rows if r["kind"] == "outcome_before_check"}
-    assert presence == {p.datapoint.concept.phrase: p.presence_score
-                        for p in Proposal.objects.filter(datapoint__project=project)}
+    assert all("sam3_presence" not in r for r in rows if r["task"] == "mv")
+    presence = {p.datapoint.concept.phrase: p.presence_score for p in Proposal.objects.filter(datapoint__project=project)}
+    # SAM 3's witnesses on each EV question: its presence, and its best proposal the question leaves unboxed (the
+    # right circle scored 0.9, the wrong mask 0.8; the correction's final set boxes the right and a drawn one).
+    witnesses = sorted((r["kind"], r["phrase"], r["sam3_presence"], r["sam3_best_unboxed"]) for r in rows
+                       if r["task"] == "ev")
+    assert witnesses == sorted([
+        ("human_ev", "blue star", presence["blue star"], 0.0),
+        ("human_ev", "red circle", presence["red circle"], 0.0),
+        ("correction_final", "red circle", presence["red circle"], pytest.approx(0.8)),
+        ("outcome_before_check", "blue star", presence["blue star"], 0.0),
+        ("outcome_before_check", "red circle", presence["red circle"], pytest.approx(0.9)),
+    ])
 
 
 def test_a_datapoint_corrected_twice_gives_its_final_set_once(annotated, alice):

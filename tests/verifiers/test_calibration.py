@@ -85,19 +85,23 @@ def test_logistic_fit_recovers_the_weights_that_generated_the_labels():
         calibration.fit_logistic(x, labels[:10])
 
 
-def test_two_witnesses_of_absence_certify_more_negatives_than_the_verifier_alone():
+def test_sam3s_witnesses_certify_more_negatives_than_the_verifier_alone():
     """The verifier and SAM 3 each see absence noisily and independently: together they rank it better."""
     rng = np.random.default_rng(1)
     absent = rng.random(6000) < 0.5
     def witness(noise):
         return 1 / (1 + np.exp(-(np.where(absent, 1.5, -1.5) + rng.normal(scale=noise, size=absent.size))))
-    p_accept_zero, sam3_absent = witness(2.0), witness(1.5)
-    sam3_presence = 1 - sam3_absent
+    p_accept_zero, sam3_absent, unboxed_weak = witness(2.0), witness(1.5), witness(3.0)
+    witnesses = {"sam3_presence": 1 - sam3_absent, "sam3_best_unboxed": 1 - unboxed_weak}
     fit, held = slice(0, 3000), slice(3000, None)
-    weights = calibration.fit_absence_with_sam3(p_accept_zero[fit], sam3_presence[fit], absent[fit])
-    assert weights["p_accept_logit"] > 0 > weights["sam3_presence_logit"]  # high presence speaks against absence
-    both = calibration.absence_with_sam3(p_accept_zero[held], sam3_presence[held], weights)
-    assert isinstance(calibration.absence_with_sam3(0.9, 0.1, weights), float)
+    weights = calibration.fit_with_sam3(p_accept_zero[fit], {k: v[fit] for k, v in witnesses.items()}, absent[fit])
+    assert set(weights) == {"p_accept_logit", "sam3_presence_logit", "sam3_best_unboxed_logit", "bias"}
+    # High presence, or a strong proposal nobody accepted, speaks against absence.
+    assert weights["p_accept_logit"] > 0 > max(weights["sam3_presence_logit"], weights["sam3_best_unboxed_logit"])
+    both = calibration.with_sam3(p_accept_zero[held], {k: v[held] for k, v in witnesses.items()}, weights)
+    assert isinstance(calibration.with_sam3(0.9, {"sam3_presence": 0.1, "sam3_best_unboxed": 0.2}, weights), float)
+    with pytest.raises(KeyError, match="sam3_best_unboxed"):
+        calibration.with_sam3(0.9, {"sam3_presence": 0.1}, weights)
 
     def certified(score):
         threshold = calibration.select_threshold(score, absent[held], 0.98)

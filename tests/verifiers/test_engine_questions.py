@@ -64,6 +64,11 @@ def test_each_proposal_gets_an_mv_question_and_ev_judges_what_the_first_annotato
         assert all(r["gold"] == r["label"] == r["correct"] for r in mv + [ev])
         assert ev["rles"] == true and ev["label"] == "accept"
         assert ev["kind"] == ("engine_after_mv" if true else "engine_zero_boxes")
+        # SAM 3's witnesses: its presence, and its best proposal the question leaves unboxed (before anyone looked,
+        # the best of all; after the check, the rejected decoy's 0.1, or none).
+        assert before["sam3_presence"] == ev["sam3_presence"] == 0.9
+        assert before["sam3_best_unboxed"] == (0.9 if true else 0.1 if len(mv) else 0.0)
+        assert ev["sam3_best_unboxed"] == (0.1 if len(mv) > len(true) else 0.0)
 
 
 def test_an_incomplete_proposal_set_is_an_ev_reject(world):

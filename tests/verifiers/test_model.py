@@ -115,7 +115,7 @@ def test_save_and_load_round_trip_exactly(tmp_path, tiny, scene_image, scene_rle
     assert manifest["peft_version"] and manifest["code_version"]
 
 
-def test_the_absence_fit_is_part_of_the_version_name(tmp_path, tiny_checkpoint):
+def test_the_fit_with_sam3s_witnesses_is_part_of_the_version_name(tmp_path, tiny_checkpoint):
     from verifiers.model import write_manifest
 
     folder = tmp_path / "copy"
@@ -126,6 +126,10 @@ def test_the_absence_fit_is_part_of_the_version_name(tmp_path, tiny_checkpoint):
     stacked = write_manifest(folder, {**calibrated, "absence_with_sam3": {
         "p_accept_logit": 1.0, "sam3_presence_logit": -1.0, "bias": 0.0}})["model_version"]
     assert stacked != plain  # the same weights and thresholds judge absence differently
+    witnesses = write_manifest(folder, {**calibrated, "with_sam3": {"ev_zero": {
+        "p_accept_logit": 1.0, "sam3_presence_logit": -1.0, "sam3_best_unboxed_logit": -1.0, "bias": 0.0}}})
+    assert witnesses["model_version"] not in (plain, stacked)
+    assert write_manifest(folder, {**calibrated, "with_sam3": {}})["model_version"] == plain
 
 
 def test_a_verifier_asks_and_draws_as_its_templates_say(tmp_path, tiny_checkpoint, scene_image, scene_rles):

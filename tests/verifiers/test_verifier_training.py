@@ -81,6 +81,9 @@ def test_bad_example_lines_are_named(tmp_path):
     path.write_text(json.dumps({**json.loads(good[0]), "sam3_presence": 1.5}) + "\n")
     with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_presence must be a number in \[0, 1\]"):
         load_examples(path, images)
+    path.write_text(json.dumps({**json.loads(good[0]), "sam3_best_unboxed": "high"}) + "\n")
+    with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_best_unboxed must be a number in \[0, 1\]"):
+        load_examples(path, images)
 
 
 def test_absence_before_and_after_a_human_check_is_calibrated_on_its_own_questions(scene_image, scene_rles):
@@ -164,28 +167,31 @@ def test_recalibration_makes_a_new_version_that_names_its_source(tmp_path, tiny_
     assert manifest["target_precision"] == 0.9
     assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero", "ev_zero_after_check"}
     assert manifest["files"]["base/model.safetensors"] == source["files"]["base/model.safetensors"]  # same weights
-    assert manifest["absence_with_sam3"] is None  # no question carried SAM 3's presence
+    assert manifest["with_sam3"] == {}  # no question carried SAM 3's witnesses
 
 
 @pytest.mark.slow
-def test_routing_questions_with_sam3_presence_calibrate_absence_on_both(tmp_path, tiny_checkpoint):
+def test_routing_questions_with_sam3s_witnesses_calibrate_absence_on_all_of_them(tmp_path, tiny_checkpoint):
     from verifiers.calibrate import main
 
     path, images = _write_examples(tmp_path)
     zero_box = [json.loads(line) for line in path.read_text().splitlines()]
     zero_box = [row for row in zero_box if row["task"] == "ev" and not row["rles"]]
-    # As routing asks them, with SAM 3's presence: here a witness that mostly agrees with the verdict.
-    before = [{**row, "kind": "engine_before_check", "sam3_presence": 0.1 if row["gold"] == "accept" else 0.9}
-              for row in zero_box * 4]
+    # As routing asks them, with SAM 3's witnesses: here two that mostly agree with the verdict.
+    before = [{**row, "kind": "engine_before_check", "sam3_presence": 0.1 if row["gold"] == "accept" else 0.9,
+               "sam3_best_unboxed": 0.2 if row["gold"] == "accept" else 0.7} for row in zero_box * 4]
     path.write_text(path.read_text() + "".join(json.dumps(row) + "\n" for row in before))
     out = tmp_path / "recalibrated"
     assert main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--examples", str(path), "--images",
                  str(images), "--target-precision", "0.9", "--min-support", "3", "--calibration-fraction", "0.5"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["absence_with_sam3"]) == {"p_accept_logit", "sam3_presence_logit", "bias"}
-    assert manifest["absence_with_sam3"]["sam3_presence_logit"] < 0  # high presence speaks against absence
+    # Only the claim whose every question carries the witnesses is stacked.
+    assert set(manifest["with_sam3"]) == {"ev_zero"}
+    weights = manifest["with_sam3"]["ev_zero"]
+    assert set(weights) == {"p_accept_logit", "sam3_presence_logit", "sam3_best_unboxed_logit", "bias"}
+    assert weights["sam3_presence_logit"] < 0  # high presence speaks against absence
     report = manifest["metrics"]["ev"]["thresholds"]
-    assert report["ev_zero"]["with_sam3_presence"] and not report["ev_zero_after_check"]["with_sam3_presence"]
+    assert report["ev_zero"]["with_sam3"] and not report["ev_zero_after_check"]["with_sam3"]
     assert report["ev_zero"]["n_calibration"] + report["ev_zero"]["n_test"] == len(before)
     adapter = json.loads((out / "adapters" / "mv" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] is None  # no local path of the machine that saved it

@@ -11,8 +11,10 @@ Rows, one question each (``{"task", "image", "phrase", "rles", "label", "kind"[,
   ``correction_final``);
 * every datapoint humans settled (accepted, not auto-accepted): the zero-boxes question routing asks before
   anyone looks, answered by the outcome — "accept" (absent) iff it was accepted with no mask
-  (``outcome_before_check``, with SAM 3's presence score of its proposal; verifiers.training calibrates the
-  routing's "not present" claim on these).
+  (``outcome_before_check``; verifiers.training calibrates the routing's "not present" claim on these).
+
+Every EV row of a datapoint SAM 3 proposed for carries SAM 3's witnesses (verifiers.calibration.SAM3_WITNESSES)
+from its latest proposal: the presence score and the best score among the proposed masks the question does not box.
 
 ``gold``: where the project's frozen gold set has the same image and phrase, the verdict its instances imply
 (MV accept iff the mask's best IoU with a gold instance reaches ``GOLD_MV_IOU``; EV accept iff every gold
@@ -73,49 +75,57 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
         gold_sets.setdefault((mask.datapoint.media_id, mask.datapoint.concept_id), []).append(mask.rle)
     gold_pairs = set(Datapoint.objects.filter(project=project, is_gold=True).values_list("media_id", "concept_id"))
 
-    def row(task: str, dp, rles: list[dict], label: str, kind: str) -> dict:
+    latest = dict(Proposal.objects.filter(datapoint__project=project, datapoint__is_gold=False)
+                  .order_by("datapoint_id", "id").values_list("datapoint_id", "id"))
+    proposal_of = {proposal: dp for dp, proposal in latest.items()}
+    presence = dict(Proposal.objects.filter(pk__in=proposal_of).values_list("id", "presence_score"))
+    scores: dict[int, dict[int, float]] = {}  # datapoint -> {mask id: score} of its latest proposal
+    for proposal, mask, score in Mask.objects.filter(proposal__in=proposal_of).values_list("proposal_id", "id",
+                                                                                            "score"):
+        scores.setdefault(proposal_of[proposal], {})[mask] = score or 0.0
+
+    def row(task: str, dp, masks: list, label: str, kind: str) -> dict:
         media[image_name(dp.media)] = dp.media
+        rles = [m.rle for m in masks]
         out = {"task": task, "image": image_name(dp.media), "phrase": dp.concept.phrase, "rles": rles,
                "label": label, "kind": kind}
         key = (dp.media_id, dp.concept_id)
         if key in gold_pairs:
             gold = gold_sets.get(key, [])
             out["gold"] = gold_mv(rles[0], gold) if task == "mv" else gold_ev(rles, gold)
+        if task == "ev" and dp.pk in latest:
+            boxed = {m.pk for m in masks}
+            out["sam3_presence"] = presence[latest[dp.pk]]
+            out["sam3_best_unboxed"] = max((s for m, s in scores.get(dp.pk, {}).items() if m not in boxed),
+                                           default=0.0)
         return out
 
     rows = []
     verdicts = (Verdict.objects.filter(datapoint__project=project, datapoint__is_gold=False, by_ai=False,
                                        kind__in=[VerdictKind.MASK, VerdictKind.EXHAUSTIVITY, VerdictKind.CORRECTION])
                 .select_related("datapoint__media", "datapoint__concept", "mask").order_by("id"))
-    accepted_by_human: dict[int, list[dict]] = {}  # datapoint -> masks a human MV accepted so far (id order)
+    accepted_by_human: dict[int, list[Mask]] = {}  # datapoint -> masks a human MV accepted so far (id order)
     corrected: set[int] = set()  # the final set counts once, however many corrections led to it
     for verdict in verdicts:
         dp = verdict.datapoint
         if verdict.kind == VerdictKind.MASK:
-            rows.append(row("mv", dp, [verdict.mask.rle], verdict.decision, "human_mv"))
+            rows.append(row("mv", dp, [verdict.mask], verdict.decision, "human_mv"))
             if verdict.decision in MV_ACCEPTS:
-                accepted_by_human.setdefault(dp.pk, []).append(verdict.mask.rle)
+                accepted_by_human.setdefault(dp.pk, []).append(verdict.mask)
         elif verdict.kind == VerdictKind.EXHAUSTIVITY:
             rows.append(row("ev", dp, list(accepted_by_human.get(dp.pk, [])), verdict.decision, "human_ev"))
         elif (verdict.decision == CorrectionOutcome.COMPLETE and dp.state == DatapointState.ACCEPTED
               and dp.pk not in corrected):
             corrected.add(dp.pk)
             final = list(dp.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
-            rows += [row("mv", dp, [m.rle], "accept", "correction_added") for m in final
-                     if m.source == MaskSource.HUMAN]
-            rows.append(row("ev", dp, [m.rle for m in final], "accept", "correction_final"))
+            rows += [row("mv", dp, [m], "accept", "correction_added") for m in final if m.source == MaskSource.HUMAN]
+            rows.append(row("ev", dp, final, "accept", "correction_final"))
     settled = (Datapoint.objects.filter(project=project, is_gold=False, state=DatapointState.ACCEPTED,
                                         auto_accepted=False)
                .select_related("media", "concept").order_by("id"))
     present = set(Mask.objects.filter(datapoint__in=settled, state=MaskState.ACCEPTED)
                   .values_list("datapoint_id", flat=True))
-    sam3_presence = dict(Proposal.objects.filter(datapoint__in=settled).order_by("datapoint_id", "id")
-                         .values_list("datapoint_id", "presence_score"))  # the latest proposal's, per datapoint
-    for dp in settled:
-        out = row("ev", dp, [], "reject" if dp.pk in present else "accept", "outcome_before_check")
-        if dp.pk in sam3_presence:
-            out["sam3_presence"] = sam3_presence[dp.pk]
-        rows.append(out)
+    rows += [row("ev", dp, [], "reject" if dp.pk in present else "accept", "outcome_before_check") for dp in settled]
     return rows
 
 

@@ -29,6 +29,7 @@ from dataengine.annotation.models import (
     EVOption,
     HumanTask,
     Mask,
+    MaskSource,
     MaskState,
     MVOption,
     ReviewDecision,
@@ -52,7 +53,7 @@ from dataengine.engine.models import Job, JobState, ModelVersion
 from dataengine.engine.services import get_or_create_job, record_audit
 from dataengine.errors import InvalidInput
 from dataengine.media.storage import media_uri
-from verifiers.calibration import absence_with_sam3
+from verifiers.calibration import with_sam3
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,16 @@ class Thresholds:
     ev: float | None = None
     ev_zero: float | None = None
     ev_zero_after_check: float | None = None
-    # Where set, ``ev_zero`` applies to P(absent) from the verifier and SAM 3's presence together
-    # (verifiers.calibration.absence_with_sam3), fitted with the threshold on the same held-out verdicts.
-    absence_with_sam3: dict | None = None
+    # EV claim -> logistic weights: where set, that claim's threshold applies to the probability from the verifier
+    # and SAM 3's witnesses together (verifiers.calibration.with_sam3), fitted with it on the same held-out verdicts.
+    with_sam3: dict = field(default_factory=dict)
+
+    def claim(self, name: str, p_accept: float, *, sam3_presence: float, sam3_best_unboxed: float) -> float:
+        """The probability the ``name`` threshold applies to: the verifier's P(accept), or with SAM 3's witnesses."""
+        weights = self.with_sam3.get(name)
+        if not weights:
+            return p_accept
+        return with_sam3(p_accept, {"sam3_presence": sam3_presence, "sam3_best_unboxed": sam3_best_unboxed}, weights)
 
 
 def thresholds_for(version: ModelVersion, target_precision: float) -> Thresholds:
@@ -87,9 +95,12 @@ def thresholds_for(version: ModelVersion, target_precision: float) -> Thresholds
     if float(manifest.get("target_precision", 0.0)) < target_precision:
         return Thresholds()
     stored = manifest.get("thresholds") or {}
-    # Versions calibrated before the split used one zero-box threshold for both claims.
+    # Versions calibrated before the split used one zero-box threshold for both claims, and SAM 3's presence only
+    # for the "not present" claim at routing (absence_with_sam3).
+    with_sam3 = manifest.get("with_sam3") or (
+        {"ev_zero": manifest["absence_with_sam3"]} if manifest.get("absence_with_sam3") else {})
     return Thresholds(stored.get("mv"), stored.get("ev"), stored.get("ev_zero"),
-                      stored.get("ev_zero_after_check", stored.get("ev_zero")), manifest.get("absence_with_sam3"))
+                      stored.get("ev_zero_after_check", stored.get("ev_zero")), with_sam3)
 
 
 # ---------------------------------------------------------------- enqueue
@@ -180,14 +191,15 @@ def p_accept(probabilities: dict) -> float:
 
 
 def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_presence: float,
-                 ai_presence: float, mask_areas: dict[int, int], image_area: int, phrase: str,
-                 config: ProjectConfig, thresholds: Thresholds) -> Route:
-    """Where one datapoint goes after the AI verifiers, from their probabilities and the proposal.
+                 ai_presence: float, mask_areas: dict[int, int], mask_scores: dict[int, float], image_area: int,
+                 phrase: str, config: ProjectConfig, thresholds: Thresholds) -> Route:
+    """Where one datapoint goes after the AI verifiers, from their probabilities and the proposal (SAM 3's
+    presence, and each proposed mask's area and score).
 
     EV judged the masks MV accepted (``ev_mask_ids``). With masks, auto-accepting needs every one of them at the
     MV threshold and EV at the ``ev`` threshold; with none, EV's "accept" claims the concept is absent and must
-    meet the ``ev_zero`` threshold (a verified negative), on P(absent) from EV and SAM 3's presence together where
-    the version was calibrated so.
+    meet the ``ev_zero`` threshold (a verified negative). Where the version was calibrated so, each threshold
+    applies to the claim's probability from EV and SAM 3's witnesses together (``Thresholds.claim``).
 
     Whatever is not auto-accepted goes to a human. A human check (Phase 1's questions: MV, then EV, then a
     correction only if the human finds the set incomplete) verifies every proposed mask, except, for a version
@@ -206,25 +218,17 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     accepted = [m for m in ev_mask_ids if m in mv]
     ev_accept = float(ev.get(EVOption.ACCEPT, 0.0))
     reasons = []
-    if accepted:
-        if thresholds.mv is None or thresholds.ev is None:
-            reasons.append("verifier not calibrated for the target precision (masks)")
-        elif any(p_accept(mv[m]) < thresholds.mv for m in accepted):
-            reasons.append(f"a mask below the MV threshold {thresholds.mv:.2f}")
-        elif ev_accept < thresholds.ev:
-            reasons.append(f"EV not confident the masks are exhaustive (P(accept) {ev_accept:.2f} < "
-                           f"{thresholds.ev:.2f})")
-    elif thresholds.ev_zero is None:
+    if accepted and (thresholds.mv is None or thresholds.ev is None):
+        reasons.append("verifier not calibrated for the target precision (masks)")
+    elif accepted and any(p_accept(mv[m]) < thresholds.mv for m in accepted):
+        reasons.append(f"a mask below the MV threshold {thresholds.mv:.2f}")
+    elif not accepted and thresholds.ev_zero is None:
         reasons.append("verifier not calibrated for the target precision (not present)")
-    elif thresholds.absence_with_sam3:
-        absent = absence_with_sam3(ev_accept, sam3_presence, thresholds.absence_with_sam3)
-        if absent < thresholds.ev_zero:
-            reasons.append(f"EV and SAM 3 not confident the concept is absent (P(absent) {absent:.2f} < "
-                           f"{thresholds.ev_zero:.2f}: P(accept | zero boxes) {ev_accept:.2f}, SAM 3 presence "
-                           f"{sam3_presence:.2f})")
-    elif ev_accept < thresholds.ev_zero:
-        reasons.append(f"EV not confident the concept is absent (P(accept | zero boxes) {ev_accept:.2f} < "
-                       f"{thresholds.ev_zero:.2f})")
+    else:
+        unboxed = max((s for m, s in mask_scores.items() if m not in accepted), default=0.0)
+        name = "ev" if accepted else "ev_zero"
+        reason = exhaustivity_doubt(name, ev_accept, getattr(thresholds, name), thresholds, sam3_presence, unboxed)
+        reasons += [reason] if reason else []
     # Failure-prone items: a human sees them whatever the verifiers say.
     signs = failure_signs(mask_areas=list(mask_areas.values()), image_area=image_area, phrase=phrase, config=config,
                           presence=(sam3_presence, ai_presence))
@@ -237,6 +241,20 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or set(checked) != set(accepted))
     return Route(not reasons, accepted, reasons=reasons, priority=priority, human_check=human_check,
                  check_mask_ids=checked if human_check else [], failure_signs=list(signs))
+
+
+def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds: Thresholds,
+                       sam3_presence: float, sam3_best_unboxed: float) -> str | None:
+    """Why EV's claim (``name``: ``ev`` the boxed masks are all of them, else the concept is absent) falls short of
+    its threshold, or None where it meets it."""
+    p = thresholds.claim(name, ev_accept, sam3_presence=sam3_presence, sam3_best_unboxed=sam3_best_unboxed)
+    if p >= threshold:
+        return None
+    claim, short = ("the masks are exhaustive", "exhaustive") if name == "ev" else ("the concept is absent", "absent")
+    if name in thresholds.with_sam3:
+        return (f"EV and SAM 3 not confident {claim} (P({short}) {p:.2f} < {threshold:.2f}: EV P(accept) "
+                f"{ev_accept:.2f}, SAM 3 presence {sam3_presence:.2f}, best unboxed proposal {sam3_best_unboxed:.2f})")
+    return f"EV not confident {claim} (P(accept) {ev_accept:.2f} < {threshold:.2f})"
 
 
 def failure_signs(*, mask_areas: list[int], image_area: int, phrase: str, config: ProjectConfig,
@@ -326,7 +344,8 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
     route = decide_route(
         mv=mv, ev=ev, ev_mask_ids=list(result["ev"]["mask_ids"]),
         sam3_presence=proposal.presence_score if proposal else 0.0, ai_presence=float(result["presence_score"]),
-        mask_areas={pk: m.area for pk, m in masks.items()}, image_area=datapoint.media.width * datapoint.media.height,
+        mask_areas={pk: m.area for pk, m in masks.items()}, mask_scores={pk: m.score or 0.0 for pk, m in masks.items()},
+        image_area=datapoint.media.width * datapoint.media.height,
         phrase=datapoint.concept.phrase, config=config, thresholds=thresholds_for(version, config.target_precision))
     for pk, mask in masks.items():
         if route.human_check:
@@ -369,14 +388,21 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         to_exhaustivity_verification(datapoint, ["the verifier judged other masks than the human check accepted"])
         return
     thresholds = thresholds_for(version, config.target_precision)
-    threshold = thresholds.ev if accepted else thresholds.ev_zero_after_check
-    p = float(ev.get(EVOption.ACCEPT, 0.0))
-    if threshold is not None and p >= threshold:
+    name = "ev" if accepted else "ev_zero_after_check"
+    threshold = getattr(thresholds, name)
+    if threshold is None:
+        to_exhaustivity_verification(datapoint, [f"verifier not calibrated for the target precision ({name})"])
+        return
+    proposal = datapoint.proposals.order_by("-id").first()
+    # SAM 3's best proposal that the check did not accept (rejected by the human, or dropped as surely wrong).
+    unboxed = max((s or 0.0 for s in datapoint.masks.filter(source=MaskSource.MODEL, proposal=proposal)
+                   .exclude(pk__in=accepted).values_list("score", flat=True)), default=0.0)
+    doubt = exhaustivity_doubt(name, float(ev.get(EVOption.ACCEPT, 0.0)), threshold, thresholds,
+                               proposal.presence_score if proposal else 0.0, unboxed)
+    if doubt is None:
         _auto_accept(datapoint, config)
     else:
-        claim = "the checked masks are exhaustive" if accepted else "the concept is absent"
-        limit = f"{threshold:.2f}" if threshold is not None else "no threshold"
-        to_exhaustivity_verification(datapoint, [f"EV not confident {claim} (P(accept) {p:.2f} < {limit})"])
+        to_exhaustivity_verification(datapoint, [doubt])
 
 
 def _to_human_check(datapoint: Datapoint, kept: list[Mask], route: Route, config: ProjectConfig) -> None:
