@@ -84,9 +84,9 @@ verifier-engine-tune: venv
 
 # Choose the verifier's thresholds on the questions the engine asks (the same kind, on world 5, which no model
 # trained on or is measured on; three simulated annotators per gold verdict) -> checkpoints/verifier-tiny.
-# ~5 minutes; rerun after the SAM 3 checkpoint changes.
+# ~15 minutes; rerun after the SAM 3 checkpoint changes.
 verifier-calibrate: venv
-	$(PY) -m model.synthetic --seed 5 --images 900 --out data/calib-world
+	$(PY) -m model.synthetic --seed 5 --images 1800 --out data/calib-world
 	PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \
 		--gold data/calib-world/gold.json --out data/calib-world/examples.jsonl
 	PYTHONPATH=platform:. $(PY) -m verifiers.calibrate --checkpoint $(or $(VERIFIER_SOURCE),checkpoints/verifier-tiny) \
