@@ -1,7 +1,7 @@
 """Recalibrate a verifier: ``python -m verifiers.calibrate --checkpoint URI --out FOLDER (--synthetic | --examples
 EXAMPLES.jsonl --images DIR) [--target-precision P]``.
 
-The weights stay; the temperatures, the auto-accept thresholds (``mv``, ``ev``, ``ev_zero``, ``ev_zero_after_check``)
+The weights stay; the temperatures, the thresholds (``mv``, ``mv_reject``, ``ev``, ``ev_zero``, ``ev_zero_after_check``)
 and, where the questions carry SAM 3's witnesses, the weights combining them with the verifier are chosen again
 on held-out verdicts (adjudicated where the examples carry ``gold``: see verifiers.training.evaluate) for the
 target precision, and written with the report into a new checkpoint folder. Calibration is part of the version
@@ -37,9 +37,11 @@ def recalibrate(verifier, heldout: Heldout, out: str | Path, *, config: TrainCon
         "thresholds": evaluation["thresholds"],
         "with_sam3": evaluation["with_sam3"],
         "target_precision": config.target_precision,
+        "drop_precision": config.drop_precision,
         "metrics": evaluation["metrics"],
         "calibration": {"from_version": previous.get("model_version"), "data": data,
-                        "target_precision": config.target_precision, "min_support": config.min_support,
+                        "target_precision": config.target_precision, "drop_precision": config.drop_precision,
+                        "min_support": config.min_support,
                         "calibration_fraction": heldout.calibration_fraction},
     }
     verifier.manifest = {k: v for k, v in previous.items() if k != "model_version"}
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, help="folder the examples' image paths are relative to")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/model-cache"))
     parser.add_argument("--target-precision", type=float, default=TrainConfig.target_precision)
+    parser.add_argument("--drop-precision", type=float, default=TrainConfig.drop_precision,
+                        help="precision at which MV's rejections (masks dropped unseen) are certified")
     parser.add_argument("--min-support", type=int, default=TrainConfig.min_support)
     parser.add_argument("--calibration-fraction", type=float, default=0.75)
     parser.add_argument("--heldout-per-task", type=int, default=4000, help="--synthetic: questions per task")
@@ -66,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adjudicators", type=int, default=3, help="--synthetic: annotators per gold verdict")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if not 0 < args.target_precision <= 1:
-        parser.error("--target-precision must be in (0, 1]")
+    if not 0 < args.target_precision <= 1 or not 0 < args.drop_precision <= 1:
+        parser.error("--target-precision and --drop-precision must be in (0, 1]")
     if not 0 < args.calibration_fraction < 1:
         parser.error("--calibration-fraction must be in (0, 1): the rest is the report")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
@@ -91,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         data = {"source": str(args.examples), "n": {t: len(v) for t, v in heldout.examples.items()}}
         if meta_path(args.examples).exists():  # how the examples were made (verifiers.engine_questions)
             data["examples"] = json.loads(meta_path(args.examples).read_text())
-    config = TrainConfig(target_precision=args.target_precision, min_support=args.min_support)
+    config = TrainConfig(target_precision=args.target_precision, drop_precision=args.drop_precision,
+                         min_support=args.min_support)
     manifest = recalibrate(verifier, heldout, args.out, config=config, data=data)
     json.dump({"out": str(args.out), "model_version": manifest["model_version"],
                "from_version": manifest["calibration"]["from_version"], "thresholds": manifest["thresholds"],

@@ -4,6 +4,7 @@
 * ``select_threshold``: the lowest P(accept) threshold whose auto-accepted set reaches the target precision —
   judged by a one-sided 95 % Wilson lower bound, so a small or noisy held-out set cannot talk a weak verifier
   into accepting: too little evidence → None → nothing is auto-accepted and humans get the work.
+  ``select_reject_threshold``: the same for the masks a verifier may drop unseen (P(accept) at most it).
 * ``report``: accuracy, per-option confusion, Cohen's κ with the humans, precision at each coverage.
 * ``fit_with_sam3`` / ``with_sam3``: an EV claim ("these masks are all of them", "the concept is absent") from
   the verifier's P(accept) and SAM 3's own evidence (``SAM3_WITNESSES``), combined by a logistic fit on held-out
@@ -99,6 +100,16 @@ def select_threshold(p_accept, is_correct_accept, target_precision: float, *,
         if n >= min_support and wilson_lower(correct, n) >= target_precision:
             best = float(p[i])
     return best
+
+
+def select_reject_threshold(p_accept, is_correct_accept, target_precision: float, *,
+                            min_support: int = DEFAULT_MIN_SUPPORT) -> float | None:
+    """The highest threshold t such that the items with P(accept) ≤ t number at least ``min_support`` and the share
+    of them humans rejected has a Wilson lower bound ≥ ``target_precision``; None if none does. Rejections are
+    certified on their own: a threshold that certifies good masks says nothing about how reliable a rejection is."""
+    t = select_threshold(-np.asarray(p_accept, dtype=np.float64), ~np.asarray(is_correct_accept, dtype=bool),
+                         target_precision, min_support=min_support)
+    return None if t is None else -t
 
 
 def cohen_kappa(a: Sequence, b: Sequence) -> float:

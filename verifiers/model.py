@@ -404,7 +404,8 @@ def write_manifest(folder: str | Path, manifest: dict) -> dict:
     if "model_version" not in full:
         # Weights and calibration name the version: a recalibrated verifier is a new version.
         calibration = {k: full.get(k) for k in ("temperature", "thresholds", "target_precision")}
-        for key in ("absence_with_sam3", "with_sam3"):  # (absent from older versions, whose names stay as they were)
+        # (absent from older versions, whose names stay as they were)
+        for key in ("absence_with_sam3", "with_sam3", "drop_precision"):
             if full.get(key):
                 calibration[key] = full[key]
         calibrated = json.dumps(calibration, sort_keys=True)

@@ -7,7 +7,8 @@ shows its options in a random order (``shuffle_prob``); the loss is the cross-en
 logits at the answer position, the same quantity the verifier scores with.
 
 After training, each task's temperature is fitted on one share of the held-out verdicts and its auto-accept
-thresholds selected there for ``target_precision`` (verifiers.calibration): ``mv``, ``ev`` (questions with
+thresholds selected there for ``target_precision`` (verifiers.calibration): ``mv``, ``mv_reject`` (masks routing
+may drop unseen, certified at ``drop_precision``), ``ev`` (questions with
 boxes), ``ev_zero`` (zero boxes: "not present", claimed at routing before any human look) and
 ``ev_zero_after_check`` (zero boxes after a human rejected every proposed mask), on adjudicated verdicts where the
 examples carry them (``Example.gold``); the other share gives the report. Where every question of an EV claim
@@ -83,6 +84,9 @@ class TrainConfig:
     calibration_fraction: float = 0.5  # share of the held-out set used to calibrate (the rest is the report)
     eval_every: int = 250  # steps between held-out evaluations (and intermediate checkpoints)
     target_precision: float = 0.98
+    # MV's rejection threshold (masks routing drops unseen) is certified at this precision: a good mask dropped
+    # costs a correction job, a look costs seconds, so rejections must be surer than acceptances.
+    drop_precision: float = 0.995
     min_support: int = calibration.DEFAULT_MIN_SUPPORT
     shuffle_buffer: int = 1024
     seed: int = 0
@@ -400,6 +404,15 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
                 "test_precision_vs_single": float(np.isin([options.index(labels[i]) for i in chosen],
                                                           accept_idx).mean()) if len(chosen) else None}
             result["thresholds"][name] = threshold
+        if task == "mv":
+            reject = calibration.select_reject_threshold(p_accept[calib], calibrated_accept[calib],
+                                                         config.drop_precision, min_support=config.min_support)
+            dropped = test[p_accept[test] <= reject] if reject is not None else test[:0]
+            report["thresholds"]["mv_reject"] = {
+                "threshold": reject, "drop_precision": config.drop_precision, "n_calibration": int(len(calib)),
+                "n_test": int(len(test)), "test_coverage": float(len(dropped) / len(test)) if len(test) else 0.0,
+                "test_precision_vs_adjudicated": float((~calibrated_accept[dropped]).mean()) if len(dropped) else None}
+            result["thresholds"]["mv_reject"] = reject
         predicted = calibration.softmax(logits[test], temperature).argmax(axis=1)
         by_kind: dict[str, list[int]] = {}
         for i, p in zip(test, predicted):
@@ -620,6 +633,7 @@ def run_training(verifier: Verifier, streams: dict[str, StreamSource], heldout: 
             "thresholds": evaluation["thresholds"],
             "with_sam3": evaluation["with_sam3"],
             "target_precision": config.target_precision,
+            "drop_precision": config.drop_precision,
             "metrics": evaluation["metrics"],
             "training": {"config": asdict(config), "data": data, "steps": step, "stage": stage,
                          "batch_size": config.batch_size, "examples_seen": step * config.batch_size,

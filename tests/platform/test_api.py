@@ -57,7 +57,8 @@ def test_a_data_lead_sets_engine_settings_and_bad_ones_are_refused(project, lead
     client = token_client(lead)
     ok = client.patch(f"/api/projects/{project.pk}/", {"config": {"dedupe_iou": 0.5}}, format="json")
     assert ok.status_code == 200 and ok.json()["config"] == {"dedupe_iou": 0.5}
-    for bad in ({"dedupe_iou": 0}, {"dedupe_iou": "0.7"}, {"dedupe_iou": True}, {"nms": 0.5}):
+    for bad in ({"dedupe_iou": 0}, {"dedupe_iou": "0.7"}, {"dedupe_iou": True}, {"nms": 0.5}, {"drop_precision": 1.5},
+                {"target_precision": 0}):
         response = client.patch(f"/api/projects/{project.pk}/", {"config": bad}, format="json")
         assert response.status_code == 400 and "config" in response.json()
     project.refresh_from_db()

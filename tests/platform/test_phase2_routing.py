@@ -353,6 +353,24 @@ def test_a_verifier_without_thresholds_for_the_target_precision_accepts_nothing(
     assert not dp.auto_accepted and dp.state == DatapointState.MASK_VERIFICATION and "not calibrated" in dp.reason
 
 
+@pytest.mark.parametrize("project_drop_precision, skipped", [(0.995, True), (0.999, False)])
+def test_masks_at_the_certified_rejection_threshold_are_dropped_unseen(phase2, project_drop_precision, skipped):
+    phase2.active_verifier.manifest = {**CALIBRATED, "drop_precision": 0.995,
+                                       "thresholds": {**CALIBRATED["thresholds"], "mv_reject": 0.1}}
+    phase2.active_verifier.save()
+    phase2.config = {**phase2.config, "drop_precision": project_drop_precision}
+    phase2.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30), box_mask(0, 30, 10, 40)])
+    verify(phase2, dp, [0.5, 0.09, 0.1], ev_probs(0.6))  # P(accept) 0.09 and 0.1: at or below mv_reject
+    dp.refresh_from_db()
+    shown = HumanTask.objects.filter(datapoint=dp, kind=TaskKind.MASK_VERIFICATION).count()
+    states = sorted(Mask.objects.filter(datapoint=dp).values_list("state", flat=True))
+    if skipped:
+        assert shown == 1 and states == ["proposed", "rejected", "rejected"]
+    else:  # a version certified below the project's drop precision: its rejections are not sure enough
+        assert shown == 3 and states == ["proposed"] * 3
+
+
 def test_flag_label_takes_the_phrase_out_of_circulation(phase2):
     dp = proposed(phase2, [], phrase="ugly person")
     verify(phase2, dp, [], ev_probs(0.1, flag_label=0.8))

@@ -30,6 +30,20 @@ def test_threshold_reaches_the_target_precision_on_a_good_verifier():
     assert calibration.wilson_lower(int(ok[accepted].sum()), int(accepted.sum())) < 0.98
 
 
+def test_a_rejection_threshold_is_certified_on_the_masks_it_would_drop():
+    rng = np.random.default_rng(4)
+    ok = rng.random(4000) < 0.3
+    p = np.where(ok, rng.uniform(0.2, 1.0, 4000), rng.uniform(0.0, 0.5, 4000))
+    t = calibration.select_reject_threshold(p, ok, 0.995)
+    assert t is not None and 0.15 < t <= 0.25  # below 0.2 every mask is wrong
+    assert (~ok[p <= t]).mean() >= 0.995
+    # The highest such threshold: one step higher no longer passes the lower bound.
+    higher = np.sort(p[p > t])[0]
+    dropped = p <= higher
+    assert calibration.wilson_lower(int((~ok[dropped]).sum()), int(dropped.sum())) < 0.995
+    assert calibration.select_reject_threshold(rng.random(500), rng.random(500) < 0.3, 0.995) is None  # at chance
+
+
 def test_weak_or_small_evidence_gives_no_threshold():
     rng = np.random.default_rng(2)
     ok = rng.random(500) < 0.7

@@ -119,7 +119,9 @@ def test_train_command_writes_a_calibrated_checkpoint_with_a_report(tmp_path):
                  "--min-support", "5", "--warmup-steps", "1"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["temperature"]) == {"mv", "ev"}
-    assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero", "ev_zero_after_check"}
+    assert set(manifest["thresholds"]) == {"mv", "mv_reject", "ev", "ev_zero", "ev_zero_after_check"}
+    assert manifest["drop_precision"] == 0.995
+    assert manifest["metrics"]["mv"]["thresholds"]["mv_reject"]["drop_precision"] == 0.995
     assert manifest["target_precision"] == 0.98
     assert manifest["training"]["config"]["adapter_steps"] == 2 and manifest["training"]["config"]["shuffle_prob"] == 1
     assert manifest["training"]["data"]["init"] == {"uri": "preset:tiny?seed=0",
@@ -142,7 +144,9 @@ def test_committed_tiny_checkpoint_loads_with_its_calibration(tmp_path):
     verifier = load_verifier(str(CHECKPOINT), cache_dir=tmp_path)
     manifest = verifier.manifest
     assert manifest["target_precision"] == 0.98
-    assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero", "ev_zero_after_check"}
+    assert set(manifest["thresholds"]) == {"mv", "mv_reject", "ev", "ev_zero", "ev_zero_after_check"}
+    assert manifest["drop_precision"] == 0.995
+    assert manifest["metrics"]["mv"]["thresholds"]["mv_reject"]["drop_precision"] == 0.995
     assert all(t is None or 0 < t <= 1 for t in manifest["thresholds"].values())
     assert manifest["thresholds"]["ev_zero"] is not None, "the committed verifier settles confident negatives"
     assert manifest["metrics"]["ev"]["thresholds"]["ev_zero"]["test_precision_vs_adjudicated"] >= 0.98
@@ -165,7 +169,9 @@ def test_recalibration_makes_a_new_version_that_names_its_source(tmp_path, tiny_
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["calibration"]["from_version"] == source["model_version"] != manifest["model_version"]
     assert manifest["target_precision"] == 0.9
-    assert set(manifest["thresholds"]) == {"mv", "ev", "ev_zero", "ev_zero_after_check"}
+    assert set(manifest["thresholds"]) == {"mv", "mv_reject", "ev", "ev_zero", "ev_zero_after_check"}
+    assert manifest["drop_precision"] == 0.995
+    assert manifest["metrics"]["mv"]["thresholds"]["mv_reject"]["drop_precision"] == 0.995
     assert manifest["files"]["base/model.safetensors"] == source["files"]["base/model.safetensors"]  # same weights
     assert manifest["with_sam3"] == {}  # no question carried SAM 3's witnesses
 

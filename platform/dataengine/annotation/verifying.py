@@ -77,6 +77,8 @@ class Thresholds:
     ev: float | None = None
     ev_zero: float | None = None
     ev_zero_after_check: float | None = None
+    # Masks at or below this P(accept) are wrong at the project's drop precision: a human check skips them.
+    mv_reject: float | None = None
     # EV claim -> logistic weights: where set, that claim's threshold applies to the probability from the verifier
     # and SAM 3's witnesses together (verifiers.calibration.with_sam3), fitted with it on the same held-out verdicts.
     with_sam3: dict = field(default_factory=dict)
@@ -89,18 +91,20 @@ class Thresholds:
         return with_sam3(p_accept, {"sam3_presence": sam3_presence, "sam3_best_unboxed": sam3_best_unboxed}, weights)
 
 
-def thresholds_for(version: ModelVersion, target_precision: float) -> Thresholds:
-    """The thresholds stored with the verifier version, or none where they were not chosen for this target."""
+def thresholds_for(version: ModelVersion, config: ProjectConfig) -> Thresholds:
+    """The thresholds stored with the verifier version, or none where they were not chosen for the project's target
+    precision (``mv_reject``: its drop precision)."""
     manifest = version.manifest or {}
-    if float(manifest.get("target_precision", 0.0)) < target_precision:
+    if float(manifest.get("target_precision", 0.0)) < config.target_precision:
         return Thresholds()
     stored = manifest.get("thresholds") or {}
     # Versions calibrated before the split used one zero-box threshold for both claims, and SAM 3's presence only
     # for the "not present" claim at routing (absence_with_sam3).
     with_sam3 = manifest.get("with_sam3") or (
         {"ev_zero": manifest["absence_with_sam3"]} if manifest.get("absence_with_sam3") else {})
+    mv_reject = stored.get("mv_reject") if float(manifest.get("drop_precision", 0.0)) >= config.drop_precision else None
     return Thresholds(stored.get("mv"), stored.get("ev"), stored.get("ev_zero"),
-                      stored.get("ev_zero_after_check", stored.get("ev_zero")), with_sam3)
+                      stored.get("ev_zero_after_check", stored.get("ev_zero")), mv_reject, with_sam3)
 
 
 # ---------------------------------------------------------------- enqueue
@@ -109,7 +113,7 @@ def thresholds_for(version: ModelVersion, target_precision: float) -> Thresholds
 def request_verification(datapoint: Datapoint) -> Job:
     """Create the verification job for a datapoint whose proposal was just stored; enqueue it after commit."""
     version = datapoint.project.active_verifier
-    t_mv = thresholds_for(version, ProjectConfig.of(datapoint.project).target_precision).mv
+    t_mv = thresholds_for(version, ProjectConfig.of(datapoint.project)).mv
     masks = list(datapoint.masks.filter(state=MaskState.PROPOSED).order_by("id"))
     # Without a calibrated MV threshold no mask counts as accepted: EV then judges zero boxes ("not present").
     return _verification_job(datapoint, version, masks, mv_accept_threshold=t_mv if t_mv is not None else 1.0)
@@ -132,7 +136,7 @@ def request_exhaustivity_after_check(datapoint: Datapoint) -> Job | None:
         return None
     config = ProjectConfig.of(project)
     masks = list(datapoint.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
-    thresholds = thresholds_for(version, config.target_precision)
+    thresholds = thresholds_for(version, config)
     if (thresholds.ev if masks else thresholds.ev_zero_after_check) is None:
         return None
     signs = set(failure_signs(mask_areas=[m.area for m in masks], phrase=datapoint.concept.phrase, config=config,
@@ -202,10 +206,11 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     applies to the claim's probability from EV and SAM 3's witnesses together (``Thresholds.claim``).
 
     Whatever is not auto-accepted goes to a human. A human check (Phase 1's questions: MV, then EV, then a
-    correction only if the human finds the set incomplete) verifies every proposed mask, except, for a version
-    calibrated for masks (an MV threshold), those MV is sure are wrong: calibrated P(accept) at most 1 - target
-    precision. Certifying good masks says nothing about how reliable a rejection is, and a good mask dropped unseen
-    costs a correction job (minutes) where a look costs seconds. It goes straight to correction only when EV,
+    correction only if the human finds the set incomplete) verifies every proposed mask except those MV is sure are
+    wrong (``surely_wrong``: at the version's rejection threshold, certified on held-out verdicts at the project's
+    ``drop_precision``, stricter than the target: a good mask dropped unseen costs a correction job (minutes)
+    where a look costs seconds). Every mask a human does not see is also one a human cannot accept by mistake.
+    It goes straight to correction only when EV,
     judging the very set the human would check, leans to reject it (P(accept) < ``human_check_min_ev``): then the
     check would be wasted time."""
     for mask_id, probabilities in mv.items():
@@ -235,12 +240,18 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     reasons += signs.values()
     # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
     priority = round(100 * (1 - ev_accept)) + 10 * len(reasons)
-    surely_wrong = 1 - config.target_precision
-    checked = list(mask_areas) if thresholds.mv is None else [
-        m for m in mask_areas if m not in mv or p_accept(mv[m]) > surely_wrong]
+    checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
     human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or set(checked) != set(accepted))
     return Route(not reasons, accepted, reasons=reasons, priority=priority, human_check=human_check,
                  check_mask_ids=checked if human_check else [], failure_signs=list(signs))
+
+
+def surely_wrong(p: float, thresholds: Thresholds, config: ProjectConfig) -> bool:
+    """Whether MV's P(accept) ``p`` lets a human check skip the mask: at or below the version's certified rejection
+    threshold; for a version without one but calibrated for masks, at most 1 - target precision; else never."""
+    if thresholds.mv_reject is not None:
+        return p <= thresholds.mv_reject
+    return thresholds.mv is not None and p <= 1 - config.target_precision
 
 
 def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds: Thresholds,
@@ -346,7 +357,7 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
         sam3_presence=proposal.presence_score if proposal else 0.0, ai_presence=float(result["presence_score"]),
         mask_areas={pk: m.area for pk, m in masks.items()}, mask_scores={pk: m.score or 0.0 for pk, m in masks.items()},
         image_area=datapoint.media.width * datapoint.media.height,
-        phrase=datapoint.concept.phrase, config=config, thresholds=thresholds_for(version, config.target_precision))
+        phrase=datapoint.concept.phrase, config=config, thresholds=thresholds_for(version, config))
     for pk, mask in masks.items():
         if route.human_check:
             mask.state = MaskState.PROPOSED if pk in route.check_mask_ids else MaskState.REJECTED
@@ -387,7 +398,7 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
     if set(result["ev"]["mask_ids"]) != accepted:
         to_exhaustivity_verification(datapoint, ["the verifier judged other masks than the human check accepted"])
         return
-    thresholds = thresholds_for(version, config.target_precision)
+    thresholds = thresholds_for(version, config)
     name = "ev" if accepted else "ev_zero_after_check"
     threshold = getattr(thresholds, name)
     if threshold is None:

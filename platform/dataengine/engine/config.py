@@ -22,6 +22,9 @@ class ProjectConfig:
     # Phase 2 routing. Auto-accept only where the verifier version's calibrated thresholds (picked on held-out
     # human verdicts for this precision) are met; everything else goes to humans.
     target_precision: float = 0.98
+    # Masks the verifier may drop unseen in a human check must be wrong at this precision (its version's
+    # ``mv_reject``, certified on held-out verdicts): a good mask dropped costs a correction job, a look 2 s.
+    drop_precision: float = 0.995
     # An item the AI cannot certify gets a human check (Phase 1's questions: MV of the masks to check, then EV,
     # ~24 s for a negative) instead of a correction from scratch (~120 s); a human "reject" still sends it to
     # correction. It goes straight to correction when EV judged the same masks and its P(accept) is below this
@@ -45,6 +48,10 @@ class ProjectConfig:
         return cls(**values)
 
     def __post_init__(self):
+        for name in ("target_precision", "drop_precision"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be a number in (0, 1]")
         iou = self.dedupe_iou
         if iou is not None and (isinstance(iou, bool) or not isinstance(iou, (int, float)) or not 0.0 < iou <= 1.0):
             raise ValueError("dedupe_iou must be null or a number in (0, 1]")
