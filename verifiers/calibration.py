@@ -8,9 +8,9 @@
 * ``report``: accuracy, per-option confusion, Cohen's κ with the humans, precision at each coverage.
 * ``fit_with_sam3`` / ``with_sam3``: an EV claim ("these masks are all of them", "the concept is absent") from
   the verifier's P(accept) and SAM 3's own evidence (``SAM3_WITNESSES``), combined by a logistic fit on held-out
-  verdicts. The two err on different items: on the engine's questions (world 5, 10 random image splits) the tiny
-  verifier alone certified 10% ± 13% of the checked sets at 0.98 and with SAM 3's witnesses 63% ± 2% (held-out
-  precision 0.986); zero boxes after a check 37% → 43%, before any look 19% → 25%.
+  verdicts. The two err on different items; on the engine's questions the tiny verifier's P(accept) alone ranks
+  checked sets poorly (held-out AUC ~0.65), and a strong proposal the human rejected is the best sign of a missed
+  instance (README: what each claim certifies with and without them).
 """
 from __future__ import annotations
 

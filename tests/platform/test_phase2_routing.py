@@ -292,6 +292,15 @@ def test_what_the_ai_leans_to_reject_goes_to_correction_with_the_reason(phase2):
     assert (task.kind, task.state, task.priority) == (TaskKind.CORRECTION, TaskState.QUEUED, 80)
 
 
+def test_with_every_proposal_a_sure_reject_a_human_looks_for_the_concept_before_any_correction(phase2):
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)], phrase="blue star")
+    verify(phase2, dp, [0.01, 0.01], ev_probs(0.2))  # EV leans "present", but no proposal is worth a look
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION  # 24 s to say "not there", not a 120 s correction
+    assert [t.kind for t in HumanTask.objects.filter(datapoint=dp)] == [TaskKind.EXHAUSTIVITY_VERIFICATION]
+    assert set(Mask.objects.filter(datapoint=dp).values_list("state", flat=True)) == {"rejected"}
+
+
 def test_a_project_can_send_every_uncertified_item_to_correction(phase2):
     phase2.config = {**phase2.config, "human_check_min_ev": 1.01}
     phase2.save()

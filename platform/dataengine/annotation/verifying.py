@@ -211,8 +211,8 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     ``drop_precision``, stricter than the target: a good mask dropped unseen costs a correction job (minutes)
     where a look costs seconds). Every mask a human does not see is also one a human cannot accept by mistake.
     It goes straight to correction only when EV,
-    judging the very set the human would check, leans to reject it (P(accept) < ``human_check_min_ev``): then the
-    check would be wasted time."""
+    judging the very set the human would check, leans to reject it (P(accept) < ``human_check_min_ev``) and that set
+    has masks: then the check would be wasted time."""
     for mask_id, probabilities in mv.items():
         top = max(probabilities, key=probabilities.get)
         if top in TAKES_OUT and probabilities[top] >= 0.5:
@@ -241,7 +241,10 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
     priority = round(100 * (1 - ev_accept)) + 10 * len(reasons)
     checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
-    human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or set(checked) != set(accepted))
+    # With nothing to check, the check is one human EV (is the concept there at all?, ~24 s), far cheaper than a
+    # correction from scratch (~120 s) and the right answer for a negative whose proposals were all sure rejects.
+    human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or set(checked) != set(accepted)
+                                     or not checked)
     return Route(not reasons, accepted, reasons=reasons, priority=priority, human_check=human_check,
                  check_mask_ids=checked if human_check else [], failure_signs=list(signs))
 

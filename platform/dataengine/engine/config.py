@@ -28,7 +28,8 @@ class ProjectConfig:
     # An item the AI cannot certify gets a human check (Phase 1's questions: MV of the masks to check, then EV,
     # ~24 s for a negative) instead of a correction from scratch (~120 s); a human "reject" still sends it to
     # correction. It goes straight to correction when EV judged the same masks and its P(accept) is below this
-    # (annotation.verifying.decide_route). 1.01: every uncertified item whose set EV judged goes to correction.
+    # (annotation.verifying.decide_route). 1.01: every uncertified item whose masks EV judged goes to correction
+    # (with no mask to check, a human EV still comes first).
     human_check_min_ev: float = 0.5
     audit_rate: float = 0.05  # share of auto-accepted datapoints sent to human review
     presence_margin: float = 0.1  # SAM 3 presence this close to 0.5 is failure-prone
