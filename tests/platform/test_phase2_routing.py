@@ -457,6 +457,15 @@ def test_the_route_is_a_pure_function_of_the_scores():
     assert not tiny.auto_accept and any("disagree" in r for r in tiny.reasons) and "tiny instances" in tiny.reasons
 
 
+@pytest.mark.parametrize("fragment_p_accept, flagged", [(0.05, False), (0.5, True)])
+def test_a_tiny_fragment_mv_is_sure_is_wrong_does_not_make_the_item_failure_prone(fragment_p_accept, flagged):
+    route = decide_route(mv={1: mv_probs(0.95), 2: mv_probs(fragment_p_accept)}, ev=ev_probs(0.99), ev_mask_ids=[1],
+                         sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 1}, mask_scores={1: 0.9, 2: 0.3},
+                         image_area=3072, phrase="red circle", config=ProjectConfig(),
+                         thresholds=Thresholds(0.8, 0.9, 0.9, mv_reject=0.1))
+    assert ("tiny instances" in route.reasons) == flagged and route.auto_accept == (not flagged)
+
+
 def test_every_mask_the_route_accepts_meets_the_mv_threshold():
     route = decide_route(mv={1: mv_probs(0.95), 2: mv_probs(0.7)}, ev=ev_probs(0.99), ev_mask_ids=[1, 2],
                          sam3_presence=0.9, ai_presence=0.9, mask_areas={1: 400, 2: 400}, mask_scores={1: 0.9, 2: 0.3},

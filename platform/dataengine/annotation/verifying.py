@@ -234,13 +234,14 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
         name = "ev" if accepted else "ev_zero"
         reason = exhaustivity_doubt(name, ev_accept, getattr(thresholds, name), thresholds, sam3_presence, unboxed)
         reasons += [reason] if reason else []
-    # Failure-prone items: a human sees them whatever the verifiers say.
-    signs = failure_signs(mask_areas=list(mask_areas.values()), image_area=image_area, phrase=phrase, config=config,
-                          presence=(sam3_presence, ai_presence))
+    checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
+    # Failure-prone items: a human sees them whatever the verifiers say. The signs about masks are taken on those
+    # still in play: a tiny fragment MV is sure is wrong is no more a reason than one a human rejected.
+    signs = failure_signs(mask_areas=[mask_areas[m] for m in checked], image_area=image_area, phrase=phrase,
+                          config=config, presence=(sam3_presence, ai_presence))
     reasons += signs.values()
     # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
     priority = round(100 * (1 - ev_accept)) + 10 * len(reasons)
-    checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
     # With nothing to check, the check is one human EV (is the concept there at all?, ~24 s), far cheaper than a
     # correction from scratch (~120 s) and the right answer for a negative whose proposals were all sure rejects.
     human_check = bool(reasons) and (ev_accept >= config.human_check_min_ev or set(checked) != set(accepted)
