@@ -9,8 +9,8 @@
 * ``fit_with_sam3`` / ``with_sam3``: an EV claim ("these masks are all of them", "the concept is absent") from
   the verifier's P(accept) and SAM 3's own evidence (``SAM3_WITNESSES``), combined by a logistic fit on held-out
   verdicts. The two err on different items; on the engine's questions the tiny verifier's P(accept) alone ranks
-  checked sets poorly (held-out AUC ~0.65), and a strong proposal the human rejected is the best sign of a missed
-  instance (README: what each claim certifies with and without them).
+  checked sets poorly, and a strong proposal the human rejected is the best sign of a missed instance (README:
+  what each claim certifies with them, and the routing benchmark before and after).
 """
 from __future__ import annotations
 

@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from verifiers import calibration
+from verifiers.calibration import SAM3_WITNESSES
 from verifiers.errors import VerifierInputError
 from verifiers.model import (
     IMAGE_TOKEN,
@@ -54,7 +55,6 @@ from verifiers.model import (
 from verifiers.options import MV_ACCEPTS, check_option, options_for, shuffled_order
 from verifiers.prompts import TEMPLATE_VERSIONS, Template, check_phrase, template_for
 from verifiers.render import render_ev, render_mv
-from verifiers.calibration import SAM3_WITNESSES
 from verifiers.synthetic import Example
 
 log = logging.getLogger("verifiers.training")

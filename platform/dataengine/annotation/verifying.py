@@ -210,9 +210,8 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     wrong (``surely_wrong``: at the version's rejection threshold, certified on held-out verdicts at the project's
     ``drop_precision``, stricter than the target: a good mask dropped unseen costs a correction job (minutes)
     where a look costs seconds). Every mask a human does not see is also one a human cannot accept by mistake.
-    It goes straight to correction only when EV,
-    judging the very set the human would check, leans to reject it (P(accept) < ``human_check_min_ev``) and that set
-    has masks: then the check would be wasted time."""
+    It goes straight to correction only when EV, judging the very set the human would check, leans to reject it
+    (P(accept) < ``human_check_min_ev``) and that set has masks: then the check would be wasted time."""
     for mask_id, probabilities in mv.items():
         top = max(probabilities, key=probabilities.get)
         if top in TAKES_OUT and probabilities[top] >= 0.5:
