@@ -225,6 +225,18 @@ def test_after_a_check_sam3s_best_rejected_proposal_weighs_on_whether_the_kept_m
         assert "P(exhaustive) 0.50 < 0.98" in dp.reason and "best unboxed proposal 0.80" in dp.reason
 
 
+def test_a_claim_calibrated_on_evidence_routing_lacks_is_left_to_humans(phase2, caplog):
+    phase2.active_verifier.manifest = {**CALIBRATED, "with_sam3": {"ev_zero": {
+        "p_accept_logit": 1.0, "sam3_presence_logit": -1.0, "clip_score_logit": 1.0, "bias": 0.0}}}
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [], phrase="green star")
+    verify(phase2, dp, [], ev_probs(0.999), presence=0.01)  # sure on its own: it must not matter
+    dp.refresh_from_db()
+    assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and not dp.auto_accepted
+    assert "not calibrated for the target precision (not present)" in dp.reason
+    assert "unknown witnesses ['clip_score']" in caplog.text
+
+
 def test_at_routing_a_strong_proposal_mv_did_not_keep_speaks_against_exhaustivity():
     thresholds = Thresholds(0.8, 0.98, 0.9, with_sam3={"ev": {
         "p_accept_logit": 1.0, "sam3_presence_logit": 0.0, "sam3_best_unboxed_logit": -1.0, "bias": 0.0}})
