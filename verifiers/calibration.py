@@ -233,15 +233,18 @@ def fit_with_sam3(p_accept, witnesses: dict, is_accept) -> dict:
             "bias": float(w[-1])}
 
 
+def witnesses_named(weights: dict) -> set[str]:
+    """The witnesses a ``fit_with_sam3`` result weighs, besides the verifier's P(accept)."""
+    return {key[:-len("_logit")] for key in weights if key.endswith("_logit") and key != "p_accept_logit"}
+
+
 def with_sam3(p_accept, witnesses: dict, weights: dict):
     """P(the EV claim holds: the boxed masks are all of them, or the concept is absent) from the verifier's
     P(accept) and the SAM 3 witnesses the weights name (KeyError naming one that is missing)."""
     z = weights["p_accept_logit"] * _logit(p_accept) + weights["bias"]
-    for key, weight in weights.items():
-        if key.endswith("_logit") and key != "p_accept_logit":
-            name = key[:-len("_logit")]
-            if witnesses.get(name) is None:
-                raise KeyError(f"the calibration needs SAM 3's {name}")
-            z = z + weight * _logit(witnesses[name])
+    for name in witnesses_named(weights):
+        if witnesses.get(name) is None:
+            raise KeyError(f"the calibration needs SAM 3's {name}")
+        z = z + weights[f"{name}_logit"] * _logit(witnesses[name])
     out = expit(z)
     return float(out) if np.ndim(out) == 0 else out

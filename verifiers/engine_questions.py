@@ -12,8 +12,7 @@ MV question per proposed mask, and the EV question a human check asks next, on t
 accepted (zero boxes when none); and, first, the zero-boxes EV question routing asks of every datapoint before a
 human looks (``engine_before_check``). Every EV row carries SAM 3's witnesses (verifiers.calibration: its presence
 score and its best score among the proposals the question does not box), which routing weighs with the verifier's
-answer. ``label`` is
-the first annotator's verdict (3% mistakes by default), ``gold`` the majority of
+answer. ``label`` is the first annotator's verdict (3% mistakes by default), ``gold`` the majority of
 ``adjudicators`` independent annotators, as a gold set is triple-annotated. The file is what
 ``manage.py export_verifier_examples`` writes, so ``python -m verifiers.calibrate --examples FILE --images DIR``
 reads it; the gold file's world must be one the routing is not measured on.

@@ -75,10 +75,10 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
         gold_sets.setdefault((mask.datapoint.media_id, mask.datapoint.concept_id), []).append(mask.rle)
     gold_pairs = set(Datapoint.objects.filter(project=project, is_gold=True).values_list("media_id", "concept_id"))
 
-    latest = dict(Proposal.objects.filter(datapoint__project=project, datapoint__is_gold=False)
-                  .order_by("datapoint_id", "id").values_list("datapoint_id", "id"))
-    proposal_of = {proposal: dp for dp, proposal in latest.items()}
-    presence = dict(Proposal.objects.filter(pk__in=proposal_of).values_list("id", "presence_score"))
+    latest = {dp: (proposal, presence) for dp, proposal, presence in  # the last one wins: the latest proposal
+              Proposal.objects.filter(datapoint__project=project, datapoint__is_gold=False)
+              .order_by("datapoint_id", "id").values_list("datapoint_id", "id", "presence_score")}
+    proposal_of = {proposal: dp for dp, (proposal, _) in latest.items()}
     scores: dict[int, dict[int, float]] = {}  # datapoint -> {mask id: score} of its latest proposal
     for proposal, mask, score in Mask.objects.filter(proposal__in=proposal_of).values_list("proposal_id", "id",
                                                                                             "score"):
@@ -95,7 +95,7 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
             out["gold"] = gold_mv(rles[0], gold) if task == "mv" else gold_ev(rles, gold)
         if task == "ev" and dp.pk in latest:
             boxed = {m.pk for m in masks}
-            out["sam3_presence"] = presence[latest[dp.pk]]
+            out["sam3_presence"] = latest[dp.pk][1]
             out["sam3_best_unboxed"] = max((s for m, s in scores.get(dp.pk, {}).items() if m not in boxed),
                                            default=0.0)
         return out

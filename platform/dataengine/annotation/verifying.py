@@ -53,7 +53,7 @@ from dataengine.engine.models import Job, JobState, ModelVersion
 from dataengine.engine.services import get_or_create_job, record_audit
 from dataengine.errors import InvalidInput
 from dataengine.media.storage import media_uri
-from verifiers.calibration import SAM3_WITNESSES, with_sam3
+from verifiers.calibration import SAM3_WITNESSES, with_sam3, witnesses_named
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def thresholds_for(version: ModelVersion, config: ProjectConfig) -> Thresholds:
     thresholds = {"mv": stored.get("mv"), "ev": stored.get("ev"), "ev_zero": stored.get("ev_zero"),
                   "ev_zero_after_check": stored.get("ev_zero_after_check", stored.get("ev_zero"))}
     for claim, weights in with_sam3.items():
-        unknown = {k[:-len("_logit")] for k in weights if k.endswith("_logit")} - {"p_accept", *SAM3_WITNESSES}
+        unknown = witnesses_named(weights) - set(SAM3_WITNESSES)
         if unknown and claim in thresholds:  # calibrated on evidence routing lacks: that claim goes to humans
             log.warning("verifier %s: %s needs unknown witnesses %s; not auto-accepting it", version.name, claim,
                         sorted(unknown))

@@ -6,6 +6,11 @@ from dataclasses import asdict, dataclass, fields
 from model.sam3 import DEFAULT_DEDUPE_IOU
 
 
+def _in_unit_interval(value) -> bool:
+    """A number (not a bool) in (0, 1]."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 < value <= 1.0
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     # Proposals kept from the model: score = sigmoid(query) x sigmoid(presence).
@@ -50,11 +55,9 @@ class ProjectConfig:
 
     def __post_init__(self):
         for name in ("target_precision", "drop_precision"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+            if not _in_unit_interval(getattr(self, name)):
                 raise ValueError(f"{name} must be a number in (0, 1]")
-        iou = self.dedupe_iou
-        if iou is not None and (isinstance(iou, bool) or not isinstance(iou, (int, float)) or not 0.0 < iou <= 1.0):
+        if self.dedupe_iou is not None and not _in_unit_interval(self.dedupe_iou):
             raise ValueError("dedupe_iou must be null or a number in (0, 1]")
 
     def as_dict(self) -> dict:
