@@ -70,12 +70,12 @@ verifier-tiny: venv
 	$(MAKE) verifier-calibrate VERIFIER_SOURCE=data/verifier-engine
 
 # Fine-tune a verifier (VERIFIER_INIT, default the committed one) on the questions the engine asks: SAM 3's
-# proposals (checkpoints/sam3-tiny, the demo's settings) on synthetic world 7, an MV question per proposed mask and
+# proposals (checkpoints/sam3-tiny, the demo's settings, masks drawn again by the tracker) on synthetic world 7, an MV question per proposed mask and
 # the EV question a human check asks next, answered by the simulated annotator -> data/verifier-engine. 30 min.
 verifier-engine-tune: venv
 	$(PY) -m model.synthetic --seed 7 --images 900 --out data/train-world7
 	PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \
-		--gold data/train-world7/gold.json --out data/train-world7/examples.jsonl
+		--gold data/train-world7/gold.json --out data/train-world7/examples.jsonl --refine-with checkpoints/sam3-tracker-tiny
 	PYTHONPATH=platform:. nice -n 5 $(PY) -m verifiers.train --examples data/train-world7/examples.jsonl \
 		--images data/train-world7 --init $(or $(VERIFIER_INIT),checkpoints/verifier-tiny) --out data/verifier-engine \
 		--name verifier-tiny --base-minutes 30 --adapter-minutes 1.5 --lr 1e-4 --lr-final 1e-5 --batch-size 64 \
@@ -88,7 +88,7 @@ verifier-engine-tune: venv
 verifier-calibrate: venv
 	$(PY) -m model.synthetic --seed 5 --images 1800 --out data/calib-world
 	PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \
-		--gold data/calib-world/gold.json --out data/calib-world/examples.jsonl
+		--gold data/calib-world/gold.json --out data/calib-world/examples.jsonl --refine-with checkpoints/sam3-tracker-tiny
 	PYTHONPATH=platform:. $(PY) -m verifiers.calibrate --checkpoint $(or $(VERIFIER_SOURCE),checkpoints/verifier-tiny) \
 		--out checkpoints/verifier-tiny --examples data/calib-world/examples.jsonl --images data/calib-world
 

@@ -1,11 +1,12 @@
 """Predictions for a SA-Co gold file, in the COCO results format that ``python -m model.eval`` scores.
 
-    python -m model.predict --checkpoint CKPT --gt GOLD.json --images DIR --out PRED.json
+    python -m model.predict --checkpoint CKPT --gt GOLD.json --images DIR --out PRED.json [--refine-with TRACKER]
 
 Every ``images`` entry of the gold file is one (image, noun phrase) pair; its ``file_name`` is read
 relative to ``--images`` and its ``text_input`` is the prompt. Each image is encoded once for all of its
 phrases. ``PRED.json`` is a list of ``{image_id, category_id, segmentation (RLE), bbox (xywh px), score}``;
-``PRED.meta.json`` beside it records what produced it.
+``PRED.meta.json`` beside it records what produced it. ``--refine-with`` draws every kept mask again with a click
+tracker (``model.sam3.refine``), as a project with ``refine_masks`` does.
 
 ``PRED.presence.json`` beside it records SAM 3's presence score of every pair (score = query score x presence),
 so that ``python -m verifiers.compare`` can replace that presence exactly by the EV verifier's::
@@ -32,8 +33,10 @@ import torch
 from model.media import MediaError, open_image, sha256_of
 from model.provenance import code_version
 from model.sam3.build import CheckpointError, resolve_model
+from model.sam3.interactive import ClickPredictor, resolve_tracker
 from model.sam3 import DEFAULT_DEDUPE_IOU
 from model.sam3.predictor import ConceptPredictor
+from model.sam3.refine import refine_proposals
 
 # The checkpoint the demo proposes with: the tiny SAM 3 that ``make tiny-model`` trains on the synthetic world.
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "checkpoints" / "sam3-tiny")
@@ -57,20 +60,24 @@ def _category_id(gold: dict) -> int:
 
 
 def predict_gold(predictor: ConceptPredictor, gold: dict, images_dir: str | Path, *, min_score: float = 0.5,
-                 max_instances: int | None = None, dedupe_iou: float | None = DEFAULT_DEDUPE_IOU) -> list[dict]:
+                 max_instances: int | None = None, dedupe_iou: float | None = DEFAULT_DEDUPE_IOU,
+                 click_predictor=None) -> list[dict]:
     """COCO results for every pair of ``gold``: instances with ``score >= min_score``, best first per pair, none
-    overlapping a better one by IoU > ``dedupe_iou`` (None: duplicates kept).
+    overlapping a better one by IoU > ``dedupe_iou`` (None: duplicates kept); with ``click_predictor`` (a
+    ClickPredictor), masks drawn again by it (model.sam3.refine).
 
     The evaluator counts only scores >= 0.5, so the default loses nothing it would see.
     Raises MediaError for an unreadable image, ValueError for an empty phrase.
     """
     return predict_gold_with_presence(predictor, gold, images_dir, min_score=min_score,
-                                      max_instances=max_instances, dedupe_iou=dedupe_iou)[0]
+                                      max_instances=max_instances, dedupe_iou=dedupe_iou,
+                                      click_predictor=click_predictor)[0]
 
 
 def predict_gold_with_presence(predictor: ConceptPredictor, gold: dict, images_dir: str | Path, *,
                                min_score: float = 0.5, max_instances: int | None = None,
-                               dedupe_iou: float | None = DEFAULT_DEDUPE_IOU) -> tuple[list[dict], dict]:
+                               dedupe_iou: float | None = DEFAULT_DEDUPE_IOU,
+                               click_predictor=None) -> tuple[list[dict], dict]:
     """(COCO results as ``predict_gold``, the presence document of ``PRED.presence.json`` less ``pred_sha256``).
 
     Instances are selected on their query score (>= min_score, at most ``max_instances`` per pair, best first):
@@ -91,6 +98,8 @@ def predict_gold_with_presence(predictor: ConceptPredictor, gold: dict, images_d
         proposals = predictor.propose(image, [pair["text_input"] for pair in entries], score_threshold=-1.0,
                                       query_threshold=min_score - 1e-6, max_instances=max_instances,
                                       dedupe_iou=dedupe_iou)
+        if click_predictor is not None:
+            proposals = refine_proposals(click_predictor, image, proposals, media_key=file_name, dedupe_iou=dedupe_iou)
         for pair, proposal in zip(entries, proposals):
             record = {"image_id": pair["id"], "presence_score": proposal.presence_score, "query_scores": []}
             pairs.append(record)
@@ -123,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="drop a mask overlapping a better one of its pair by more than this IoU (the engine's "
                              f"default, {DEFAULT_DEDUPE_IOU})")
     parser.add_argument("--keep-duplicates", action="store_true", help="no deduplication (the raw model output)")
+    parser.add_argument("--refine-with", default=None, metavar="TRACKER",
+                        help="click tracker checkpoint (folder or s3:// URI) that draws every kept mask again")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "dataengine-model-cache",
                         help="where s3:// checkpoints are downloaded")
@@ -133,9 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         gold = json.loads(args.gt.read_text())
         loaded = resolve_model(uri, cache_dir=args.cache_dir)
-        predictor = ConceptPredictor(loaded, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        predictor = ConceptPredictor(loaded, device=device)
+        click_predictor = None
+        if args.refine_with:
+            click_predictor = ClickPredictor(resolve_tracker(args.refine_with, cache_dir=args.cache_dir), device=device)
         results, presence = predict_gold_with_presence(predictor, gold, args.images, min_score=args.min_score,
-                                                       max_instances=args.max_instances, dedupe_iou=dedupe_iou)
+                                                       max_instances=args.max_instances, dedupe_iou=dedupe_iou,
+                                                       click_predictor=click_predictor)
     except KeyError as exc:
         print(f"error: {args.gt}: a gold entry has no {exc}", file=sys.stderr)
         return 2
@@ -157,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_score": args.min_score,
         "max_instances": args.max_instances,
         "dedupe_iou": dedupe_iou,
+        "refined_with": click_predictor.version if click_predictor else None,
         "n_pairs": len(gold["images"]),
         "n_predictions": len(results),
         "presence": presence_path(args.out).name,

@@ -2,12 +2,14 @@
 calibrating thresholds on the distribution the routing meets.
 
     PYTHONPATH=platform:. python -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \\
-        --gold data/calib-world/gold.json --out data/calib-world/examples.jsonl [--max-instances 3]
+        --gold data/calib-world/gold.json --out data/calib-world/examples.jsonl [--max-instances 3] \\
+        [--refine-with checkpoints/sam3-tracker-tiny]
 
 ``verifiers.synthetic`` builds balanced questions to teach a verifier (as many incomplete boxed sets as complete
 ones). Thresholds must instead be chosen on the items routing will judge, as a project's Phase 1 verdicts would
 give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposals with the engine's settings (top
-``max_instances`` after dropping duplicates, score threshold 0, as the demo and the routing benchmark propose), an
+``max_instances`` after dropping duplicates, score threshold 0, masks drawn again by the click tracker with
+``--refine-with``, as the demo and the routing benchmark propose), an
 MV question per proposed mask, and the EV question a human check asks next, on the masks the first annotator
 accepted (zero boxes when none); and, first, the zero-boxes EV question routing asks of every datapoint before a
 human looks (``engine_before_check``). Every EV row carries SAM 3's witnesses (verifiers.calibration: its presence
@@ -29,12 +31,16 @@ from typing import Iterator
 from PIL import Image
 
 from model.sam3 import DEFAULT_DEDUPE_IOU
+from model.sam3.refine import refine_proposals
 from verifiers.synthetic import adjudicated, annotators, require_simulated_annotator
 
 
 def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3, score_threshold: float = 0.0,
-                     dedupe_iou: float | None = DEFAULT_DEDUPE_IOU, error_rate: float = 0.03, adjudicators: int = 3, seed: int = 0) -> Iterator[dict]:
-    """JSONL rows (``verifiers.training.load_examples``) for every pair of ``gold_path``, image by image."""
+                     dedupe_iou: float | None = DEFAULT_DEDUPE_IOU, error_rate: float = 0.03, adjudicators: int = 3,
+                     seed: int = 0, click_predictor=None) -> Iterator[dict]:
+    """JSONL rows (``verifiers.training.load_examples``) for every pair of ``gold_path``, image by image; with
+    ``click_predictor`` (a ClickPredictor) on the masks it draws again (model.sam3.refine), as a project with
+    ``refine_masks`` proposes."""
     require_simulated_annotator()
     from simulated_annotator.decisions import answer_exhaustivity, answer_mask_verification
     from simulated_annotator.ground_truth import GroundTruth
@@ -51,6 +57,8 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
         media = {"sha256": truth.sha256_for_name(name), "name": name}
         proposals = predictor.propose(image, phrases, score_threshold=score_threshold, max_instances=max_instances,
                                       dedupe_iou=dedupe_iou)
+        if click_predictor is not None:
+            proposals = refine_proposals(click_predictor, image, proposals, media_key=name, dedupe_iou=dedupe_iou)
         for phrase, proposal in zip(phrases, proposals):
             datapoint = {"media": media, "phrase": phrase}
             # Routing's first question of every datapoint: zero boxes, before anyone looked (is it absent?).
@@ -93,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-instances", type=int, default=3)
     parser.add_argument("--score-threshold", type=float, default=0.0)
     parser.add_argument("--dedupe-iou", type=float, default=DEFAULT_DEDUPE_IOU, help="as a project's dedupe_iou")
+    parser.add_argument("--refine-with", default=None, metavar="TRACKER",
+                        help="click tracker checkpoint that draws every proposed mask again (a project's refine_masks)")
     parser.add_argument("--error-rate", type=float, default=0.03, help="each simulated annotator's mistake rate")
     parser.add_argument("--adjudicators", type=int, default=3, help="annotators per gold verdict")
     parser.add_argument("--seed", type=int, default=0, help="the simulated annotators' seed")
@@ -101,21 +111,25 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from model.sam3.build import resolve_model
+    from model.sam3.interactive import ClickPredictor, resolve_tracker
     from model.sam3.predictor import ConceptPredictor
 
     torch.set_num_threads(1)
     predictor = ConceptPredictor(resolve_model(args.sam3, cache_dir=args.cache_dir))
+    click_predictor = ClickPredictor(resolve_tracker(args.refine_with, cache_dir=args.cache_dir)) \
+        if args.refine_with else None
     counts: Counter = Counter()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as handle:
         for row in engine_questions(args.gold, predictor, max_instances=args.max_instances,
                                     score_threshold=args.score_threshold, dedupe_iou=args.dedupe_iou,
                                     error_rate=args.error_rate,
-                                    adjudicators=args.adjudicators, seed=args.seed):
+                                    adjudicators=args.adjudicators, seed=args.seed, click_predictor=click_predictor):
             handle.write(json.dumps(row) + "\n")
             counts[f"{row['kind']}:{row['gold']}"] += 1
     meta = {"source": "verifiers.engine_questions", "sam3": predictor.version, "gold": str(args.gold),
             "max_instances": args.max_instances, "score_threshold": args.score_threshold, "dedupe_iou": args.dedupe_iou,
+            "refined_with": click_predictor.version if click_predictor else None,
             "annotators": {"error_rate": args.error_rate, "adjudicators": args.adjudicators, "seed": args.seed},
             "questions": dict(sorted(counts.items()))}
     meta_path(args.out).write_text(json.dumps(meta, indent=2) + "\n")

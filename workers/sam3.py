@@ -3,6 +3,9 @@
 A worker process keeps a predictor per model URI (the newest two), so a new model version is picked up
 from the payload without a restart. torch and transformers are imported on first use, so the web tier
 can import this module to build signatures (``propose_masks.s(...)``) without loading them.
+With ``refine`` in the payload (a click-tracker checkpoint), every proposed mask is drawn again by that tracker from
+one click on it (model.sam3.refine), with the tracker the click-to-segment task keeps (workers.interactive), so the
+image embedding it computes also serves the annotators' first click on the image.
 Expected failures (bad media, bad checkpoint, bad input) come back as
 ``{"error": {"kind", "message"}, "proposals": []}`` so the worker keeps running; anything else raises.
 """
@@ -35,6 +38,8 @@ class ProposePayload(TypedDict):
     mask_threshold: float
     max_instances: int | None
     dedupe_iou: float | None
+    refine: ModelRef | None  # the click tracker that draws every proposed mask again; None: masks as proposed
+    media_sha256: str | None  # keys the tracker's embedding cache, as clicks do (else the media URI)
 
 
 def _free_gpu_memory() -> None:
@@ -128,8 +133,17 @@ def _validated(payload: Any) -> ProposePayload:
     if dedupe_iou is not None and (isinstance(dedupe_iou, bool) or not isinstance(dedupe_iou, (int, float))
                                    or not 0.0 < dedupe_iou <= 1.0):
         raise ValueError('"dedupe_iou" must be null or a number in (0, 1]')
+    refine = payload.get("refine")
+    if refine is not None and (not isinstance(refine, dict) or not isinstance(refine.get("uri"), str)
+                               or not refine["uri"]):
+        raise ValueError('"refine" must be null or an object with a non-empty "uri" (a click tracker)')
+    sha = payload.get("media_sha256")
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
+        raise ValueError('"media_sha256" must be null or the 64-hex-digit sha256 of the media')
     return ProposePayload(media_uri=media_uri, phrases=phrases, model=ModelRef(version=model["version"],
-                          uri=model["uri"]), max_instances=max_instances, dedupe_iou=dedupe_iou, **thresholds)
+                          uri=model["uri"]), max_instances=max_instances, dedupe_iou=dedupe_iou,
+                          refine=ModelRef(version=str(refine.get("version") or ""), uri=refine["uri"]) if refine else None,
+                          media_sha256=sha, **thresholds)
 
 
 def propose_masks_for(payload: dict, *, s3: Any = None) -> dict:
@@ -142,6 +156,7 @@ def propose_masks_for(payload: dict, *, s3: Any = None) -> dict:
         "media_uri": None,
         "image_size": None,
         "proposals": [],
+        "refined_with": None,
         "error": None,
     }
     if isinstance(payload, dict):
@@ -160,6 +175,15 @@ def propose_masks_for(payload: dict, *, s3: Any = None) -> dict:
             mask_threshold=request["mask_threshold"], max_instances=request["max_instances"],
             dedupe_iou=request["dedupe_iou"],
         )
+        if request["refine"] is not None:
+            from model.sam3.refine import refine_proposals
+            from workers.interactive import get_click_predictor
+
+            tracker = get_click_predictor(request["refine"]["uri"], s3=s3)
+            proposals = refine_proposals(tracker, image, proposals, media_key=request["media_sha256"] or media_uri,
+                                         dedupe_iou=request["dedupe_iou"])
+            result["refined_with"] = {"version": request["refine"]["version"] or tracker.version,
+                                      "uri": request["refine"]["uri"]}
     except MediaError as exc:
         result["error"] = {"kind": "media", "message": str(exc)}
     except CheckpointError as exc:

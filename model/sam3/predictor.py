@@ -29,16 +29,21 @@ class Instance:
     """One predicted instance: mask (RLE at the original image size), box in original pixels, score in [0, 1].
 
     ``query_score`` is the instance's own sigmoid(query logit), before the phrase's presence multiplies it
-    (score = query_score x presence_score); it is not part of ``to_json``.
+    (score = query_score x presence_score); it is not part of ``to_json``. ``refined`` is set where the click
+    tracker drew the mask again (model.sam3.refine): which tracker, from which click.
     """
 
     rle: dict
     box_xyxy: list[float]
     score: float
     query_score: float | None = field(default=None, compare=False)
+    refined: dict | None = None
 
     def to_json(self) -> dict:
-        return {"rle": self.rle, "box_xyxy": self.box_xyxy, "score": self.score}
+        out = {"rle": self.rle, "box_xyxy": self.box_xyxy, "score": self.score}
+        if self.refined is not None:
+            out["refined"] = self.refined
+        return out
 
 
 @dataclass

@@ -11,7 +11,8 @@ seeded error model, and its seconds come from its time model, calibrated to the 
 One synthetic world (``model.synthetic``: N scenes, every phrase the world asks of each scene, hard negatives
 included) is ingested into two projects of one fresh database (PostgreSQL by default, like the other
 benchmarks; ``--sqlite`` for a file), with the same SAM 3 checkpoint (``--sam3``) and the same project config
-(score threshold 0 and the top 3 proposals per phrase, as in the demo, so that there are masks to verify), so
+(score threshold 0 and the top 3 proposals per phrase, as in the demo, so that there are masks to verify, their masks
+drawn again by the click tracker), so
 both arms start from the same datapoints and the same proposals:
 
 - **Phase 1** (``phase=1``): a human MV task per proposed mask, a human EV task per datapoint, a correction where EV
@@ -67,8 +68,9 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = "routing"
 DEFAULT_SAM3 = ROOT / "checkpoints" / "sam3-tiny"
 DEFAULT_VERIFIER = ROOT / "checkpoints" / "verifier-tiny"
-# The demo's proposal settings: the tiny SAM 3 scores every query far below 0.5, so keep its top 3 per phrase.
-PROPOSAL_CONFIG = {"score_threshold": 0.0, "max_instances": 3}
+# The demo's proposal settings: the tiny SAM 3 scores every query far below 0.5, so keep its top 3 per phrase, each
+# mask drawn again by the click tracker (model.sam3.refine).
+PROPOSAL_CONFIG = {"score_threshold": 0.0, "max_instances": 3, "refine_masks": True}
 ANNOTATORS = ("annotator1", "annotator2")
 
 

@@ -58,6 +58,26 @@ def test_records_what_produced_the_predictions(predictions):
     assert meta["model_version"] == committed and meta["checkpoint"] == "default"
     assert meta["n_predictions"] == len(json.loads(predictions.read_text())) and len(meta["gt_sha256"]) == 64
     assert meta["dedupe_iou"] == DEFAULT_DEDUPE_IOU  # the engine's deduplication, unless --keep-duplicates
+    assert meta["refined_with"] is None
+
+
+def test_refine_with_draws_the_same_instances_again_with_the_tracker(world, predictions, tmp_path):
+    out, _ = world
+    tracker = Path(DEFAULT_CHECKPOINT).parent / "sam3-tracker-tiny"
+    refined = tmp_path / "refined.json"
+    assert main(["--checkpoint", "default", "--gt", str(out / "gold.json"), "--images", str(out), "--out", str(refined),
+                 "--min-score", "0", "--max-instances", "3", "--device", "cpu", "--refine-with", str(tracker)]) == 0
+    meta = json.loads(refined.with_suffix(".meta.json").read_text())
+    assert meta["refined_with"] == json.loads((tracker / "manifest.json").read_text())["model_version"]
+    plain, redrawn = json.loads(predictions.read_text()), json.loads(refined.read_text())
+    # Scores are SAM 3's; only masks (and boxes) change. Refined masks of one pair may merge into one object: the
+    # lower-scored is dropped, so each pair keeps some of its scores, in order.
+    for image_id in {r["image_id"] for r in plain}:
+        before = [r["score"] for r in plain if r["image_id"] == image_id]
+        after = [r["score"] for r in redrawn if r["image_id"] == image_id]
+        remaining = iter(before)
+        assert after and all(score in remaining for score in after)
+    assert any(r["segmentation"] not in [q["segmentation"] for q in plain] for r in redrawn)
 
 
 def test_no_two_results_of_a_pair_are_one_object_unless_duplicates_are_kept(world, predictions, tmp_path):

@@ -146,3 +146,59 @@ def test_proposals_flow_through_redis_to_a_worker_and_a_replay_is_harmless(proje
     enqueue_proposal_chain(payload, job.pk)  # a redelivered message runs the chain again
     wait_for(lambda: Job.objects.get(pk=job.pk).attempts == 2)
     assert (Proposal.objects.count(), Mask.objects.count(), HumanTask.objects.count()) == counts
+
+
+@pytest.mark.django_db
+def test_a_refining_project_names_its_tracker_and_its_proposals_record_what_drew_them(
+        project, django_capture_on_commit_callbacks, tmp_path):
+    from dataengine.engine.services import promote_model_version, register_model_version
+    from model.sam3.interactive import build_tiny_tracker, save_tracker_checkpoint
+    from workers.sam3 import propose_masks_for
+
+    tracker = save_tracker_checkpoint(*build_tiny_tracker(seed=1), tmp_path / "tracker",
+                                      manifest={"model_version": "tracker-t1"})
+    promote_model_version(project, register_model_version(name="sam3-refining", uri="preset:tiny",
+                                                          manifest={"tracker_uri": str(tracker)}))
+    project.config = {"refine_masks": True, "score_threshold": 0.0, "max_instances": 2}
+    project.save()
+    media = image(project)
+    create_datapoints(project, [(media, "red circle")])
+    with django_capture_on_commit_callbacks(execute=False):
+        [job] = request_proposals(project)
+    assert job.payload["refine"] == {"version": "", "uri": str(tracker)}
+    assert job.payload["media_sha256"] == media.sha256
+    result = propose_masks_for({k: v for k, v in job.payload.items() if k != "datapoints"})
+    assert result["error"] is None and result["refined_with"] == {"version": "tracker-t1", "uri": str(tracker)}
+    store_proposal_result(job.pk, result)
+    job.refresh_from_db()
+    assert job.state == JobState.DONE and job.summary["refined_with"]["version"] == "tracker-t1"
+    [proposal] = Proposal.objects.filter(job=job)
+    assert proposal.instances and all(i["refined"]["tracker"] == "tracker-t1" for i in proposal.instances)
+    assert [m.rle for m in Mask.objects.filter(proposal=proposal).order_by("id")] == [
+        i["rle"] for i in proposal.instances]
+
+
+@pytest.mark.django_db
+def test_refining_is_part_of_the_job_key_and_needs_a_trained_tracker(project, django_capture_on_commit_callbacks):
+    from dataengine.engine.services import promote_model_version, register_model_version
+
+    active_model(project)
+    [dp] = create_datapoints(project, [(image(project), "red circle")])
+    with django_capture_on_commit_callbacks(execute=False):
+        [plain] = request_proposals(project)
+    assert plain.payload["refine"] is None
+    project.config = {"refine_masks": True}
+    project.save()
+    Datapoint.objects.filter(pk=dp.pk).update(state=DatapointState.PENDING)
+    with django_capture_on_commit_callbacks(execute=False):
+        [refined] = request_proposals(project)
+    assert refined.pk != plain.pk and refined.payload["refine"]["uri"]
+    Datapoint.objects.filter(pk=dp.pk).update(state=DatapointState.PENDING)
+    promote_model_version(project, register_model_version(name="sam3-untrained-tracker", uri="preset:tiny",
+                                                          manifest={"tracker_uri": "preset:tiny-tracker"}))
+    with pytest.raises(InvalidInput, match="refine_masks needs a trained click tracker"):
+        request_proposals(project)
+    project.config = {"refine_masks": "yes"}
+    project.save()
+    with pytest.raises(ValueError, match="refine_masks must be true or false"):
+        request_proposals(project)

@@ -92,3 +92,25 @@ def test_the_command_writes_examples_calibration_reads_with_their_provenance(wor
     for example in examples:
         if example.task == "mv":
             assert rle_lib.area(example.rles)[0] > 0
+
+
+def test_with_a_click_tracker_the_questions_are_about_the_masks_it_drew(world):
+    from PIL import Image
+
+    from model.sam3.interactive import ClickPredictor, build_tiny_tracker
+    from model.sam3.refine import refine_proposals
+
+    gold = json.loads((world / "gold.json").read_text())
+    predictor = GoldPlusDecoyPredictor(gold)
+    predictor.file_name = name = gold["images"][0]["file_name"]
+    tracker = ClickPredictor(build_tiny_tracker(seed=0), uri="preset:tiny-tracker")
+    rows = list(engine_questions(world / "gold.json", predictor, max_instances=10, error_rate=0.0,
+                                 click_predictor=tracker))
+    phrases = [e["text_input"] for e in gold["images"]]
+    with Image.open(world / name) as handle:
+        image = handle.convert("RGB")
+    proposals = predictor.propose(image, phrases, score_threshold=0.0, max_instances=10, dedupe_iou=0.7)
+    drawn = refine_proposals(tracker, image, proposals, media_key=name, dedupe_iou=0.7)
+    for phrase, proposal in zip(phrases, drawn):
+        mv = [r["rles"][0] for r in rows if r["task"] == "mv" and r["phrase"] == phrase]
+        assert mv == [i.rle for i in proposal.instances]

@@ -11,10 +11,11 @@ from PIL import Image
 from model import rle
 from model.sam3.build import build_tiny, save_checkpoint
 from model.synthetic import render_scene
+from workers import interactive as interactive_tasks
 from workers import sam3 as sam3_tasks
 from workers.app import app
 
-RESULT_KEYS = {"task", "model_version", "media_uri", "image_size", "proposals", "error"}
+RESULT_KEYS = {"task", "model_version", "media_uri", "image_size", "proposals", "refined_with", "error"}
 
 
 @pytest.fixture(autouse=True)
@@ -22,9 +23,12 @@ def fresh_worker(monkeypatch, tmp_path):
     """Each test is a fresh worker process: no cached predictors, a private model cache."""
     config = dataclasses.replace(sam3_tasks.CONFIG, model_cache_dir=tmp_path / "cache")
     monkeypatch.setattr(sam3_tasks, "CONFIG", config)
+    monkeypatch.setattr(interactive_tasks, "CONFIG", config)
     sam3_tasks.clear_predictors()
+    interactive_tasks.clear_click_predictors()
     yield
     sam3_tasks.clear_predictors()
+    interactive_tasks.clear_click_predictors()
 
 
 @pytest.fixture
@@ -73,6 +77,29 @@ def test_dedupe_iou_leaves_no_two_masks_of_a_phrase_overlapping_above_it(scene_p
         assert masks and (rle.iou(masks, masks) - np.eye(len(masks))).max() <= 0.3
 
 
+def test_refine_draws_every_mask_again_with_the_named_tracker_and_says_so(scene_png):
+    plain = run_task(payload(scene_png.as_uri()))
+    sha = "c" * 64
+    result = run_task(payload(scene_png.as_uri(), refine={"version": "", "uri": "preset:tiny-tracker"},
+                              media_sha256=sha))
+    assert plain["refined_with"] is None and result["error"] is None
+    assert result["refined_with"] == {"version": "preset:tiny-tracker", "uri": "preset:tiny-tracker"}
+    for before, after in zip(plain["proposals"], result["proposals"]):
+        assert after["presence_score"] == before["presence_score"]
+        assert [i["score"] for i in after["instances"]] == [i["score"] for i in before["instances"]][
+            :len(after["instances"])]
+        for instance in after["instances"]:
+            assert rle.validate(instance["rle"], size=(120, 160))
+            assert instance["refined"]["tracker"] == "preset:tiny-tracker" and len(instance["refined"]["point"]) == 2
+    # The tracker's embedding is cached under the media's sha256: the annotators' first click skips the encoder.
+    assert interactive_tasks.get_click_predictor("preset:tiny-tracker").has_embedding(sha)
+
+
+def test_an_unloadable_refining_tracker_is_a_model_error(scene_png, tmp_path):
+    result = run_task(payload(scene_png.as_uri(), refine={"uri": str(tmp_path / "no-tracker")}))
+    assert result["error"]["kind"] == "model" and result["proposals"] == []
+
+
 def test_corrupt_image_is_a_media_error(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
@@ -98,6 +125,9 @@ def test_unloadable_model_is_a_model_error(scene_png, tmp_path):
     {"dedupe_iou": 0},
     {"dedupe_iou": "0.7"},
     {"model": {"uri": "preset:tiny"}},
+    {"refine": {"uri": ""}},
+    {"refine": "preset:tiny-tracker"},
+    {"media_sha256": "abc"},
 ])
 def test_bad_input_is_an_input_error(scene_png, change):
     body = {**payload(str(scene_png)), **change}

@@ -3,7 +3,9 @@
 request_proposals groups a project's pending datapoints by media item (each image is encoded once, all its
 phrases batched) and enqueues, after commit, the chain gpu ``sam3.propose_masks.v1`` → cpu
 ``annotation.store_proposals.v1``. Each media item is one Job keyed by (project, media hash, phrases, model
-version, thresholds): asking twice is the same job, and a replayed store does nothing.
+version, thresholds, refining tracker): asking twice is the same job, and a replayed store does nothing. With the
+project's ``refine_masks`` the payload names the click tracker of the active model (as click-to-segment picks it),
+which draws every proposed mask again on the GPU worker.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from celery import chain
 from django.db import transaction
 
 from dataengine.accounts.models import Project
+from dataengine.annotation.interactive import choose_tracker
 from dataengine.annotation.services import fail_datapoint, store_proposals
 from dataengine.concepts.models import Datapoint, DatapointState
 from dataengine.engine.config import ProjectConfig
@@ -54,6 +57,13 @@ def create_proposal_job(project: Project, media, datapoints: list[Datapoint]) ->
     """The job row for proposing masks for these datapoints of one media item; marks them PROPOSING."""
     version, config = project.active_model, ProjectConfig.of(project)
     phrases = [d.concept.phrase for d in datapoints]
+    refine = None
+    if config.refine_masks:
+        _, tracker = choose_tracker(project)
+        if tracker.startswith("preset:"):
+            raise InvalidInput(f"refine_masks needs a trained click tracker; {version.name} names none and the "
+                               f"default is the untrained {tracker}")
+        refine = {"version": "", "uri": tracker}
     payload = {
         "media_uri": media_uri(media.storage_name),
         "phrases": phrases,
@@ -62,16 +72,18 @@ def create_proposal_job(project: Project, media, datapoints: list[Datapoint]) ->
         "mask_threshold": config.mask_threshold,
         "max_instances": config.max_instances,
         "dedupe_iou": config.dedupe_iou,
+        "refine": refine,
+        "media_sha256": media.sha256,
     }
+    # The project is part of the key: the payload names this project's datapoints, so another project with the
+    # same image and phrases is another job (else its datapoints would wait in PROPOSING forever).
+    key_inputs = {"project": project.pk, "media": media.sha256, "phrases": sorted(phrases), "model": version.name,
+                  "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances, config.dedupe_iou]}
+    if refine:
+        key_inputs["refine"] = refine["uri"]
     job, created = get_or_create_job(
         PROPOSE_TASK, project=project,
-        payload={**payload, "datapoints": {d.concept.phrase: d.pk for d in datapoints}},
-        # The project is part of the key: the payload names this project's datapoints, so another project with the
-        # same image and phrases is another job (else its datapoints would wait in PROPOSING forever).
-        key_inputs={"project": project.pk, "media": media.sha256, "phrases": sorted(phrases), "model": version.name,
-                    "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances,
-                                   config.dedupe_iou]},
-    )
+        payload={**payload, "datapoints": {d.concept.phrase: d.pk for d in datapoints}}, key_inputs=key_inputs)
     Datapoint.objects.filter(pk__in=[d.pk for d in datapoints]).update(state=DatapointState.PROPOSING)
     return job, payload, created
 
@@ -110,7 +122,8 @@ def store_proposal_result(job_id: int, result: dict) -> Job:
                      if ids.get(proposal["phrase"]) in datapoints]
             stored = store_proposals(pairs, model_version=version, job=job)
             job.state = JobState.DONE
-            job.summary = {"proposals": len(stored), "instances": sum(len(p["instances"]) for p in result["proposals"])}
+            job.summary = {"proposals": len(stored), "instances": sum(len(p["instances"]) for p in result["proposals"]),
+                           "refined_with": result.get("refined_with")}
         job.save(update_fields=["state", "error", "summary", "attempts", "updated_at"])
     if job.state == JobState.FAILED:
         log.warning("proposal job %s failed: %s", job.pk, job.error)

@@ -20,6 +20,9 @@ class ProjectConfig:
     # A mask overlapping a better one of its datapoint by more than this IoU is dropped (one instance, two masks);
     # None keeps duplicates. Applied before max_instances, so the kept masks are distinct.
     dedupe_iou: float | None = DEFAULT_DEDUPE_IOU
+    # Draw every proposed mask again with the click tracker the active model names (model.sam3.refine): for a
+    # concept model that sees images coarser than its tracker, as the tiny SAM 3 does (README: "Mask refinement").
+    refine_masks: bool = False
     # Human task priority: positives found by the model first, so masks reach training sooner.
     mv_priority: int = 10
     ev_priority: int = 5
@@ -57,6 +60,8 @@ class ProjectConfig:
         for name in ("target_precision", "drop_precision"):
             if not _in_unit_interval(getattr(self, name)):
                 raise ValueError(f"{name} must be a number in (0, 1]")
+        if not isinstance(self.refine_masks, bool):
+            raise ValueError("refine_masks must be true or false")
         if self.dedupe_iou is not None and not _in_unit_interval(self.dedupe_iou):
             raise ValueError("dedupe_iou must be null or a number in (0, 1]")
 

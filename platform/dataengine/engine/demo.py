@@ -41,8 +41,9 @@ DEMO_USERS = {  # username: (role, password) — printed, for a local demo only
     "annotator2": (Role.ANNOTATOR, "demo-annotator2"),
 }
 # Phase 1: humans check everything, so the demo shows them the tiny SAM 3's top 3 proposals per phrase whatever
-# their score (the setting the time model's calibration check uses, docs/simulated-annotator.md).
-DEMO_PROJECT_CONFIG = {"score_threshold": 0.0, "max_instances": 3}
+# their score (the setting the time model's calibration check uses, docs/simulated-annotator.md), each drawn again
+# by the click tracker, which sees the scenes at twice the tiny SAM 3's resolution (model.sam3.refine).
+DEMO_PROJECT_CONFIG = {"score_threshold": 0.0, "max_instances": 3, "refine_masks": True}
 
 
 @dataclass
