@@ -406,13 +406,14 @@ class ClickPredictor:
         return ImageEmbedding(features=list(features), size=(image.height, image.width))
 
     def segment(self, image: ImageSource, *, media_key: str, points=(), labels=(), box=None,
-                mask_threshold: float = 0.0) -> ClickResult:
+                mask_threshold: float = 0.0, guide: dict | None = None) -> ClickResult:
         """One mask for the prompt. ``image`` is an image or a zero-argument loader, called only on a cache miss.
 
         ``media_key`` identifies the image content (its sha256). One point and no box asks for three candidate
-        masks and keeps the one with the best predicted IoU (a single click is ambiguous); otherwise the
-        decoder's single-mask output is used. Raises ValueError for a bad prompt (see check_prompts), also
-        when a coordinate is outside the image.
+        masks (a single click is ambiguous: a part, the object, a group) and keeps the one with the best predicted
+        IoU, or, given ``guide`` (an RLE of the extent meant, e.g. a coarser mask of the object), the best
+        predicted IoU plus IoU with the guide; otherwise the decoder's single-mask output is used. Raises
+        ValueError for a bad prompt (see check_prompts), also when a coordinate is outside the image.
         """
         check_prompts(points, labels, box)  # shape errors before any work
         with self._lock:
@@ -425,15 +426,25 @@ class ClickPredictor:
                 self.cache.put(key, embedding)
             encoded = time.perf_counter()
             parsed_points, parsed_labels, parsed_box = check_prompts(points, labels, box, size=embedding.size)
-            logits, score, object_score = self._decode(embedding, parsed_points, parsed_labels, parsed_box)
-        mask = rle_utils.encode(upsample_mask(logits, embedding.size, threshold=mask_threshold))  # outside the lock
+            logits, scores, object_score = self._decode(embedding, parsed_points, parsed_labels, parsed_box)
+        # Outside the lock.
+        if guide is not None and len(scores) > 1:
+            candidates = [rle_utils.encode(upsample_mask(candidate, embedding.size, threshold=mask_threshold))
+                          for candidate in logits]
+            agreement = rle_utils.iou(candidates, [guide])[:, 0]
+            best = int(np.argmax(scores.numpy() + agreement))
+            mask = candidates[best]
+        else:
+            best = int(torch.argmax(scores))
+            mask = rle_utils.encode(upsample_mask(logits[best], embedding.size, threshold=mask_threshold))
         finished = time.perf_counter()
-        return ClickResult(rle=mask, score=score, object_score=object_score, size=embedding.size,
+        return ClickResult(rle=mask, score=float(scores[best]), object_score=object_score, size=embedding.size,
                            cached_embedding=cached, encode_ms=(encoded - started) * 1000,
                            decode_ms=(finished - encoded) * 1000)
 
-    def _decode(self, embedding: ImageEmbedding, points, labels, box) -> tuple[torch.Tensor, float, float]:
-        """Low-res mask logits [h, w], predicted IoU and object score for one prompt."""
+    def _decode(self, embedding: ImageEmbedding, points, labels, box) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Low-res mask logits [K, h, w] of the K candidates (3 for one point and no box, else 1), their predicted
+        IoU [K] and the object score for one prompt."""
         height, width = embedding.size
         scale = torch.tensor([self.input_size / width, self.input_size / height], dtype=torch.float32)
         inputs: dict[str, torch.Tensor] = {}
@@ -446,8 +457,5 @@ class ClickPredictor:
         multimask = len(points) == 1 and box is None
         with torch.inference_mode(), self._autocast():
             outputs = self.model(image_embeddings=embedding.features, multimask_output=multimask, **inputs)
-        iou = outputs.iou_scores[0, 0].float()  # [K]
-        best = int(torch.argmax(iou))
-        logits = outputs.pred_masks[0, 0, best].float()
         object_score = float(outputs.object_score_logits[0, 0].float().sigmoid().reshape(-1)[0])
-        return logits, float(iou[best]), object_score
+        return outputs.pred_masks[0, 0].float(), outputs.iou_scores[0, 0].float().cpu(), object_score

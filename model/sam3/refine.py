@@ -6,7 +6,10 @@ tracker does (the tiny SAM 3 encodes 224-px scenes at 112 px, the tiny tracker a
 annotators' accept IoU (0.75) costs a correction job, two minutes of a human, even when the object was found. The
 tracker keeps what the concept model decided (which object, its score); only the pixels change. The click is the
 interior point farthest from the mask's border, so a thin or concave mask still gets a point on the object. One
-click asks the tracker for three candidate masks and keeps the one it predicts best (``ClickPredictor.segment``).
+click gives three candidate masks (a part, the object, a group); the proposed mask says which extent was meant, so
+the one kept has the best sum of the tracker's predicted IoU and its IoU with the proposed mask
+(``ClickPredictor.segment`` with ``guide``). On the held-out world below, that choice left 55 true instances without
+a proposal at IoU >= 0.75 where the tracker's predicted IoU alone left 69 (171 without refinement).
 
 Measured on a held-out synthetic world (``python -m model.predict ... --refine-with``, README: "Mask refinement").
 Projects turn it on with ``refine_masks`` (engine config); provenance goes with each instance (``refined``).
@@ -50,7 +53,8 @@ def refine_proposals(click_predictor, image: Image.Image, proposals: list[Phrase
         for instance in proposal.instances:
             point = interior_point(rle_utils.decode(instance.rle))
             if point is not None:
-                click = click_predictor.segment(image, media_key=media_key, points=[list(point)], labels=[1])
+                click = click_predictor.segment(image, media_key=media_key, points=[list(point)], labels=[1],
+                                                guide=instance.rle)
                 if rle_utils.area([click.rle])[0] > 0:
                     x, y, w, h = rle_utils.bbox_xywh(click.rle)
                     instance = replace(instance, rle=click.rle, box_xyxy=[x, y, x + w, y + h], refined={

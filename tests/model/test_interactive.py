@@ -89,9 +89,9 @@ def test_points_boxes_and_labels_all_reach_the_decoder(predictor, scene):
     moved, *_ = predictor._decode(embedding, [(120.0, 90.0)], [1], None)
     boxed, *_ = predictor._decode(embedding, [], [], (10.0, 10.0, 80.0, 60.0))
     both, *_ = predictor._decode(embedding, [(40.0, 30.0)], [1], (10.0, 10.0, 80.0, 60.0))
-    assert positive.shape == (64, 64)
+    assert positive.shape == (3, 64, 64) and boxed.shape == both.shape == (1, 64, 64)  # one click is ambiguous
     for other in (negative, moved, boxed, both):
-        assert not torch.allclose(positive, other)
+        assert not torch.allclose(positive[0], other[0])
     result = predictor.segment(scene, media_key=SHA_B, box=[10, 10, 80, 60])
     assert result.rle["size"] == [120, 160]
 
@@ -200,3 +200,17 @@ def test_other_unusable_trackers_are_checkpoint_errors(tmp_path):
         resolve_tracker(TINY_TRACKER_URI + "?seed=x", cache_dir=tmp_path)
     with pytest.raises(CheckpointError, match="S3 client"):
         resolve_tracker("s3://bucket/trackers/t1", cache_dir=tmp_path)
+
+
+def test_a_guide_picks_the_candidate_closest_to_the_extent_meant(predictor, scene):
+    """One click gives three candidates; a guide mask (the extent meant) weighs in with the predicted IoUs."""
+    embedding = predictor.embed(scene)
+    logits, scores, _ = predictor._decode(embedding, [(40.0, 30.0)], [1], None)
+    candidates = [rle.encode(upsample_mask(c, embedding.size)) for c in logits]
+    plain = predictor.segment(scene, media_key=SHA_A, points=[[40, 30]], labels=[1])
+    assert plain.rle == candidates[int(torch.argmax(scores))]
+    for guide in candidates:
+        guided = predictor.segment(scene, media_key=SHA_A, points=[[40, 30]], labels=[1], guide=guide)
+        chosen = candidates.index(guided.rle)
+        totals = scores.numpy() + rle.iou(candidates, [guide])[:, 0]
+        assert chosen == int(np.argmax(totals)) and guided.score == float(scores[chosen])

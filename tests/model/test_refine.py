@@ -71,7 +71,7 @@ class EmptyTracker:
 
     version = "empty"
 
-    def segment(self, image, *, media_key, points, labels):
+    def segment(self, image, *, media_key, points, labels, guide):
         class Click:
             rle, score = rle.encode(np.zeros((image.height, image.width), bool)), 0.0
         return Click()
@@ -107,8 +107,8 @@ def test_the_trained_tracker_draws_sam3s_proposals_of_held_out_scenes_closer_to_
                 after.append(best_iou(truth, redrawn))
     before, after = np.array(before), np.array(after)
     assert len(before) >= 40
-    # Measured (2026-11-26): 92 -> 118 of 141 instances at the annotators' accept IoU (0.75).
-    assert (after >= 0.75).sum() >= (before >= 0.75).sum() + 8, ((before >= 0.75).sum(), (after >= 0.75).sum())
+    # Measured (2026-11-26): 92 -> 123 of 141 instances at the annotators' accept IoU (0.75).
+    assert (after >= 0.75).sum() >= (before >= 0.75).sum() + 15, ((before >= 0.75).sum(), (after >= 0.75).sum())
 
 
 def instances_of(scene, phrase: str) -> list[np.ndarray]:
