@@ -13,8 +13,8 @@ give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposal
 MV question per proposed mask, and the EV question a human check asks next, on the masks the first annotator
 accepted (zero boxes when none); and, first, the zero-boxes EV question routing asks of every datapoint before a
 human looks (``engine_before_check``). Every EV row carries SAM 3's witnesses (verifiers.calibration: its presence
-score and its best score among the proposals the question does not box), which routing weighs with the verifier's
-answer. ``label`` is the first annotator's verdict (3% mistakes by default), ``gold`` the majority of
+score, its best score among the proposals the question does not box, and how many proposals it made), which routing
+weighs with the verifier's answer. ``label`` is the first annotator's verdict (3% mistakes by default), ``gold`` the majority of
 ``adjudicators`` independent annotators, as a gold set is triple-annotated. The file is what
 ``manage.py export_verifier_examples`` writes, so ``python -m verifiers.calibrate --examples FILE --images DIR``
 reads it; the gold file's world must be one the routing is not measured on.
@@ -66,7 +66,8 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
             yield {"task": "ev", "image": name, "phrase": phrase, "rles": [], "label": answers[0].decision,
                    "correct": answers[0].correct, "kind": "engine_before_check", "gold": adjudicated(answers),
                    "sam3_presence": proposal.presence_score,
-                   "sam3_best_unboxed": max((i.score for i in proposal.instances), default=0.0)}
+                   "sam3_best_unboxed": max((i.score for i in proposal.instances), default=0.0),
+                   "sam3_proposals": len(proposal.instances)}
             accepted, rejected_scores = [], []
             for instance in proposal.instances:
                 task = {"datapoint": datapoint, "mask": {"rle": instance.rle}}
@@ -83,7 +84,8 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
             yield {"task": "ev", "image": name, "phrase": phrase, "rles": accepted, "label": answers[0].decision,
                    "correct": answers[0].correct, "kind": "engine_after_mv" if accepted else "engine_zero_boxes",
                    "gold": adjudicated(answers), "sam3_presence": proposal.presence_score,
-                   "sam3_best_unboxed": max(rejected_scores, default=0.0)}
+                   "sam3_best_unboxed": max(rejected_scores, default=0.0),
+                   "sam3_proposals": len(proposal.instances)}
 
 
 def meta_path(examples: str | Path) -> Path:

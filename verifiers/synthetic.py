@@ -47,9 +47,10 @@ class Example:
     source: dict = field(default_factory=dict)
     gold: str = ""  # the adjudicated verdict where there is one (calibration uses it), else ""
     # SAM 3's witnesses (verifiers.calibration.SAM3_WITNESSES), where the question came from the engine: its presence
-    # score of the pair and its best score among the proposals the question does not box.
+    # score of the pair, its best score among the proposals the question does not box, and how many it proposed.
     sam3_presence: float | None = None
     sam3_best_unboxed: float | None = None
+    sam3_proposals: int | None = None
 
 
 def require_simulated_annotator() -> None:

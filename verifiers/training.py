@@ -12,9 +12,9 @@ may drop unseen, certified at ``drop_precision``), ``ev`` (questions with
 boxes), ``ev_zero`` (zero boxes: "not present", claimed at routing before any human look) and
 ``ev_zero_after_check`` (zero boxes after a human rejected every proposed mask), on adjudicated verdicts where the
 examples carry them (``Example.gold``); the other share gives the report. Where every question of an EV claim
-carries SAM 3's witnesses (``Example.sam3_presence``, ``Example.sam3_best_unboxed``: questions the engine asked),
-its threshold applies to the probability from the verifier and SAM 3 together (``with_sam3``, a logistic fitted
-on the same calibration share).
+carries SAM 3's witnesses (``Example.sam3_presence``, ``sam3_best_unboxed``, ``sam3_proposals``: questions the
+engine asked; those every question carries), its threshold applies to the probability from the verifier and SAM 3
+together (``with_sam3``, a logistic fitted on the same calibration share).
 Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
 thresholds and the learning curve.
 
@@ -247,8 +247,12 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
             gold = check_option(task, row["gold"]) if row.get("gold") else ""
             witnesses = {n: row.get(n) for n in SAM3_WITNESSES}
             for witness, value in witnesses.items():
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or not 0.0 <= value <= 1.0):
+                if value is None:
+                    continue
+                if SAM3_WITNESSES[witness] == "count":
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                        raise ValueError(f"{witness} must be an integer >= 0")
+                elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                     raise ValueError(f"{witness} must be a number in [0, 1]")
             out.append(Example(task, cache[name], row["phrase"], rles, label, row.get("correct", label),
                                row.get("kind", ""), {"image": name}, gold, **witnesses))
@@ -384,11 +388,13 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         for name, member in groups.items():
             cal, tst = calib[member[calib]], test[member[test]]
             score, with_sam3 = p_accept, None
-            if task == "ev" and len(cal) and all(getattr(examples[i], w) is not None
-                                                 for i in np.flatnonzero(member) for w in SAM3_WITNESSES):
+            # The witnesses every question of the claim carries (files written before a witness existed lack it).
+            named = [w for w in SAM3_WITNESSES if all(getattr(examples[i], w) is not None
+                                                      for i in np.flatnonzero(member))]
+            if task == "ev" and len(cal) and named:
                 # The claim from the verifier and SAM 3's witnesses together (verifiers.calibration).
                 witnesses = {w: np.array([getattr(e, w) if m else 0.5 for e, m in zip(examples, member)])
-                             for w in SAM3_WITNESSES}
+                             for w in named}
                 with_sam3 = calibration.fit_with_sam3(p_accept[cal], {w: v[cal] for w, v in witnesses.items()},
                                                       calibrated_accept[cal])
                 score = calibration.with_sam3(p_accept, witnesses, with_sam3)

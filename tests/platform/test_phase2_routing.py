@@ -248,6 +248,23 @@ def test_at_routing_a_strong_proposal_mv_did_not_keep_speaks_against_exhaustivit
     assert not routes[0.8].auto_accept and "P(exhaustive) 0.50 < 0.98" in routes[0.8].reasons[0]
 
 
+def test_at_routing_the_number_of_proposals_weighs_on_exhaustivity_where_the_calibration_counts_it():
+    thresholds = Thresholds(0.8, 0.98, 0.9, with_sam3={"ev": {
+        "p_accept_logit": 1.0, "sam3_proposals_count": -2.0, "bias": 6.0}})
+
+    def route(masks: int):
+        ids = list(range(1, masks + 1))
+        return decide_route(mv={i: mv_probs(0.9 if i == 1 else 0.01) for i in ids}, ev=ev_probs(0.95),
+                            ev_mask_ids=[1], sam3_presence=0.9, ai_presence=0.9, mask_areas={i: 400 for i in ids},
+                            mask_scores={i: 0.5 for i in ids}, image_area=3072, phrase="red circle",
+                            config=ProjectConfig(), thresholds=thresholds)
+
+    alone, among_three = route(1), route(3)  # P(exhaustive) = sigmoid(logit 0.95 - 2n + 6): 0.999, then 0.95
+    assert alone.auto_accept and alone.accepted_mask_ids == [1]
+    assert not among_three.auto_accept
+    assert "P(exhaustive) 0.95 < 0.98" in among_three.reasons[0] and "3 proposed" in among_three.reasons[0]
+
+
 @pytest.mark.parametrize("presence, config, human_rejects, human_ev", [
     (0.55, {}, False, False),  # SAM 3 unsure of presence: moot once a human accepted a mask
     (0.55, {}, True, True),  # ... but not for a claimed absence

@@ -76,6 +76,8 @@ def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(anno
     # right circle scored 0.9, the wrong mask 0.8; the correction's final set boxes the right and a drawn one).
     witnesses = sorted((r["kind"], r["phrase"], r["sam3_presence"], r["sam3_best_unboxed"]) for r in rows
                        if r["task"] == "ev")
+    proposed = {p.datapoint.concept.phrase: len(p.instances) for p in Proposal.objects.filter(datapoint__project=project)}
+    assert all(r["sam3_proposals"] == proposed[r["phrase"]] for r in rows if r["task"] == "ev")
     assert witnesses == sorted([
         ("human_ev", "blue star", presence["blue star"], 0.0),
         ("human_ev", "red circle", presence["red circle"], 0.0),

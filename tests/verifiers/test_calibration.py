@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import logit
 
 from verifiers import calibration
 
@@ -122,3 +123,23 @@ def test_sam3s_witnesses_certify_more_negatives_than_the_verifier_alone():
         return 0 if threshold is None else int((score >= threshold).sum())
 
     assert certified(both) > 1.2 * certified(p_accept_zero[held])
+
+
+def test_a_count_witness_enters_as_it_is_and_old_weights_keep_working():
+    """How many masks SAM 3 proposed: a set checked from one proposal is complete more often than from three."""
+    rng = np.random.default_rng(2)
+    proposals = rng.integers(1, 4, size=8000)
+    p_accept = rng.uniform(0.5, 1.0, size=8000)
+    complete = rng.random(8000) < np.where(proposals == 1, 0.99, 0.85)
+    weights = calibration.fit_with_sam3(p_accept, {"sam3_proposals": proposals}, complete)
+    assert set(weights) == {"p_accept_logit", "sam3_proposals_count", "bias"}
+    assert weights["sam3_proposals_count"] < 0
+    assert calibration.witnesses_named(weights) == {"sam3_proposals"}
+    z = weights["p_accept_logit"] * logit(0.9) + weights["sam3_proposals_count"] * 2 + weights["bias"]
+    assert calibration.with_sam3(0.9, {"sam3_proposals": 2}, weights) == pytest.approx(1 / (1 + np.exp(-z)))
+    one, three = (calibration.with_sam3(0.9, {"sam3_proposals": n}, weights) for n in (1, 3))
+    assert one > three
+    # Weights stored before the count existed name only probabilities, which enter as logits.
+    old = {"p_accept_logit": 1.0, "sam3_best_unboxed_logit": -1.0, "bias": 0.0}
+    assert calibration.witnesses_named(old) == {"sam3_best_unboxed"}
+    assert calibration.with_sam3(0.8, {"sam3_best_unboxed": 0.8}, old) == pytest.approx(0.5)

@@ -85,6 +85,10 @@ def test_bad_example_lines_are_named(tmp_path):
     path.write_text(json.dumps({**json.loads(good[0]), "sam3_best_unboxed": "high"}) + "\n")
     with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_best_unboxed must be a number in \[0, 1\]"):
         load_examples(path, images)
+    for count in (-1, 1.5, True):
+        path.write_text(json.dumps({**json.loads(good[0]), "sam3_proposals": count}) + "\n")
+        with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_proposals must be an integer >= 0"):
+            load_examples(path, images)
 
 
 def test_absence_before_and_after_a_human_check_is_calibrated_on_its_own_questions(scene_image, scene_rles):

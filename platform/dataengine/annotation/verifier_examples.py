@@ -14,7 +14,8 @@ Rows, one question each (``{"task", "image", "phrase", "rles", "label", "kind"[,
   (``outcome_before_check``; verifiers.training calibrates the routing's "not present" claim on these).
 
 Every EV row of a datapoint SAM 3 proposed for carries SAM 3's witnesses (verifiers.calibration.SAM3_WITNESSES)
-from its latest proposal: the presence score and the best score among the proposed masks the question does not box.
+from its latest proposal: the presence score, the best score among the proposed masks the question does not box, and
+how many masks it proposed.
 
 ``gold``: where the project's frozen gold set has the same image and phrase, the verdict its instances imply
 (MV accept iff the mask's best IoU with a gold instance reaches ``GOLD_MV_IOU``; EV accept iff every gold
@@ -98,6 +99,7 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
             out["sam3_presence"] = latest[dp.pk][1]
             out["sam3_best_unboxed"] = max((s for m, s in scores.get(dp.pk, {}).items() if m not in boxed),
                                            default=0.0)
+            out["sam3_proposals"] = len(scores.get(dp.pk, {}))
         return out
 
     rows = []

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from celery import chain
 from django.db import transaction
@@ -83,12 +83,22 @@ class Thresholds:
     # and SAM 3's witnesses together (verifiers.calibration.with_sam3), fitted with it on the same held-out verdicts.
     with_sam3: dict = field(default_factory=dict)
 
-    def claim(self, name: str, p_accept: float, *, sam3_presence: float, sam3_best_unboxed: float) -> float:
+    def claim(self, name: str, p_accept: float, witnesses: Witnesses) -> float:
         """The probability the ``name`` threshold applies to: the verifier's P(accept), or with SAM 3's witnesses."""
         weights = self.with_sam3.get(name)
         if not weights:
             return p_accept
-        return with_sam3(p_accept, {"sam3_presence": sam3_presence, "sam3_best_unboxed": sam3_best_unboxed}, weights)
+        return with_sam3(p_accept, asdict(witnesses), weights)
+
+
+@dataclass(frozen=True)
+class Witnesses:
+    """SAM 3's evidence on one EV question (verifiers.calibration.SAM3_WITNESSES): its presence score for the pair,
+    its best score among the proposals the question leaves unboxed, and how many masks it proposed."""
+
+    sam3_presence: float
+    sam3_best_unboxed: float
+    sam3_proposals: int
 
 
 def thresholds_for(version: ModelVersion, config: ProjectConfig) -> Thresholds:
@@ -238,7 +248,8 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     else:
         unboxed = max((s for m, s in mask_scores.items() if m not in accepted), default=0.0)
         name = "ev" if accepted else "ev_zero"
-        reason = exhaustivity_doubt(name, ev_accept, getattr(thresholds, name), thresholds, sam3_presence, unboxed)
+        reason = exhaustivity_doubt(name, ev_accept, getattr(thresholds, name), thresholds,
+                                    Witnesses(sam3_presence, unboxed, len(mask_scores)))
         reasons += [reason] if reason else []
     checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
     # Failure-prone items: a human sees them whatever the verifiers say. The signs about masks are taken on those
@@ -265,16 +276,17 @@ def surely_wrong(p: float, thresholds: Thresholds, config: ProjectConfig) -> boo
 
 
 def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds: Thresholds,
-                       sam3_presence: float, sam3_best_unboxed: float) -> str | None:
+                       witnesses: Witnesses) -> str | None:
     """Why EV's claim (``name``: ``ev`` the boxed masks are all of them, else the concept is absent) falls short of
     its threshold, or None where it meets it."""
-    p = thresholds.claim(name, ev_accept, sam3_presence=sam3_presence, sam3_best_unboxed=sam3_best_unboxed)
+    p = thresholds.claim(name, ev_accept, witnesses)
     if p >= threshold:
         return None
     claim, short = ("the masks are exhaustive", "exhaustive") if name == "ev" else ("the concept is absent", "absent")
     if name in thresholds.with_sam3:
         return (f"EV and SAM 3 not confident {claim} (P({short}) {p:.2f} < {threshold:.2f}: EV P(accept) "
-                f"{ev_accept:.2f}, SAM 3 presence {sam3_presence:.2f}, best unboxed proposal {sam3_best_unboxed:.2f})")
+                f"{ev_accept:.2f}, SAM 3 presence {witnesses.sam3_presence:.2f}, best unboxed proposal "
+                f"{witnesses.sam3_best_unboxed:.2f}, {witnesses.sam3_proposals} proposed)")
     return f"EV not confident {claim} (P(accept) {ev_accept:.2f} < {threshold:.2f})"
 
 
@@ -415,11 +427,11 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         to_exhaustivity_verification(datapoint, [f"verifier not calibrated for the target precision ({name})"])
         return
     proposal = datapoint.proposals.order_by("-id").first()
+    proposed = dict(datapoint.masks.filter(source=MaskSource.MODEL, proposal=proposal).values_list("pk", "score"))
     # SAM 3's best proposal that the check did not accept (rejected by the human, or dropped as surely wrong).
-    unboxed = max((s or 0.0 for s in datapoint.masks.filter(source=MaskSource.MODEL, proposal=proposal)
-                   .exclude(pk__in=accepted).values_list("score", flat=True)), default=0.0)
+    unboxed = max((s or 0.0 for pk, s in proposed.items() if pk not in accepted), default=0.0)
     doubt = exhaustivity_doubt(name, float(ev.get(EVOption.ACCEPT, 0.0)), threshold, thresholds,
-                               proposal.presence_score if proposal else 0.0, unboxed)
+                               Witnesses(proposal.presence_score if proposal else 0.0, unboxed, len(proposed)))
     if doubt is None:
         _auto_accept(datapoint, config)
     else:
