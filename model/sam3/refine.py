@@ -16,6 +16,7 @@ Projects turn it on with ``refine_masks`` (engine config); provenance goes with 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -25,15 +26,27 @@ from scipy import ndimage
 from model import rle as rle_utils
 from model.sam3.predictor import PhraseProposal
 
+MAX_DISTANCE_PIXELS = 1 << 20  # the distance transform's float64 map: 8 MB at most
 
-def interior_point(mask: np.ndarray) -> tuple[float, float] | None:
-    """(x, y) in pixels of the mask pixel farthest from the mask's border (its centre), or None for an empty mask."""
-    if not mask.any():
+
+def interior_point(mask: np.ndarray, *, max_pixels: int = MAX_DISTANCE_PIXELS) -> tuple[float, float] | None:
+    """(x, y) in pixels of the mask pixel farthest from the mask's border (its centre), or None for an empty mask.
+
+    The distance transform runs on the mask's bounding box, subsampled to at most ``max_pixels`` (memory stays
+    bounded on a huge image); the point returned is always a mask pixel."""
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
         return None
-    # Padding makes the image border count as the mask's border.
-    distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    top, left = int(rows[0]), int(columns[0])
+    crop = mask[top:rows[-1] + 1, left:columns[-1] + 1]
+    step = max(1, math.ceil(math.sqrt(crop.size / max_pixels)))
+    sampled = crop[::step, ::step]
+    if not sampled.any():  # a thin mask the subsampling missed
+        sampled, step = crop, 1
+    # Padding makes the box's edge count as the mask's border.
+    distance = ndimage.distance_transform_edt(np.pad(sampled, 1))[1:-1, 1:-1]
     y, x = np.unravel_index(int(distance.argmax()), distance.shape)
-    return float(x) + 0.5, float(y) + 0.5
+    return float(left + x * step) + 0.5, float(top + y * step) + 0.5
 
 
 def refine_proposals(click_predictor, image: Image.Image, proposals: list[PhraseProposal], *, media_key: str,

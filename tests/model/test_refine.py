@@ -44,6 +44,17 @@ def test_the_click_is_the_mask_pixel_farthest_from_its_border():
     assert interior_point(np.zeros((5, 5), bool)) is None
 
 
+def test_on_a_huge_mask_the_click_is_found_on_a_subsampled_box_and_is_still_on_the_mask():
+    mask = np.zeros((3000, 4000), bool)
+    mask[1000:2600, 1200:2800] = True
+    x, y = interior_point(mask, max_pixels=10_000)  # every 22nd pixel of the box
+    assert mask[int(y), int(x)] and abs(x - 2000) < 50 and abs(y - 1800) < 50
+    thin = np.zeros((3000, 4000), bool)
+    thin[1501, 100:3900] = True  # one row: subsampling would miss it
+    x, y = interior_point(thin, max_pixels=10_000)
+    assert thin[int(y), int(x)]
+
+
 def test_every_instance_is_drawn_again_and_says_by_which_tracker_from_which_click():
     scene = render_scene(0, 2)
     image = Image.fromarray(scene.image)
