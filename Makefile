@@ -70,8 +70,9 @@ verifier-tiny: venv
 	$(MAKE) verifier-calibrate VERIFIER_SOURCE=data/verifier-engine
 
 # Fine-tune a verifier (VERIFIER_INIT, default the committed one) on the questions the engine asks: SAM 3's
-# proposals (checkpoints/sam3-tiny, the demo's settings, masks drawn again by the tracker) on synthetic world 7, an MV question per proposed mask and
-# the EV question a human check asks next, answered by the simulated annotator -> data/verifier-engine. 30 min.
+# proposals (checkpoints/sam3-tiny, the demo's settings, masks drawn again by the tracker) on synthetic world 7, an
+# MV question per proposed mask and the EV question a human check asks next, answered by the simulated annotator
+# -> data/verifier-engine. 30 min.
 verifier-engine-tune: venv
 	$(PY) -m model.synthetic --seed 7 --images 900 --out data/train-world7
 	PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \

@@ -140,9 +140,9 @@ def _validated(payload: Any) -> ProposePayload:
     sha = payload.get("media_sha256")
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
         raise ValueError('"media_sha256" must be null or the 64-hex-digit sha256 of the media')
+    tracker = ModelRef(version=str(refine.get("version") or ""), uri=refine["uri"]) if refine else None
     return ProposePayload(media_uri=media_uri, phrases=phrases, model=ModelRef(version=model["version"],
-                          uri=model["uri"]), max_instances=max_instances, dedupe_iou=dedupe_iou,
-                          refine=ModelRef(version=str(refine.get("version") or ""), uri=refine["uri"]) if refine else None,
+                          uri=model["uri"]), max_instances=max_instances, dedupe_iou=dedupe_iou, refine=tracker,
                           media_sha256=sha, **thresholds)
 
 

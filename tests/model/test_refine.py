@@ -123,7 +123,8 @@ def test_the_trained_tracker_draws_sam3s_proposals_of_held_out_scenes_closer_to_
 
 
 def instances_of(scene, phrase: str) -> list[np.ndarray]:
-    return [mask for obj, mask in zip(scene.objects, scene.visible) if matches(parse_phrase(phrase), obj) and mask.any()]
+    wanted = parse_phrase(phrase)
+    return [mask for obj, mask in zip(scene.objects, scene.visible) if matches(wanted, obj) and mask.any()]
 
 
 def best_iou(truth: np.ndarray, proposal: PhraseProposal) -> float:

@@ -78,7 +78,8 @@ def create_proposal_job(project: Project, media, datapoints: list[Datapoint]) ->
     # The project is part of the key: the payload names this project's datapoints, so another project with the
     # same image and phrases is another job (else its datapoints would wait in PROPOSING forever).
     key_inputs = {"project": project.pk, "media": media.sha256, "phrases": sorted(phrases), "model": version.name,
-                  "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances, config.dedupe_iou]}
+                  "thresholds": [config.score_threshold, config.mask_threshold, config.max_instances,
+                                 config.dedupe_iou]}
     if refine:
         key_inputs["refine"] = refine["uri"]
     job, created = get_or_create_job(
