@@ -226,19 +226,19 @@ def fit_logistic(features, labels, *, l2: float = 1e-2, iterations: int = 50) ->
 SAM3_WITNESSES = {"sam3_presence": "logit", "sam3_best_unboxed": "logit", "sam3_proposals": "count"}
 
 
-def _witness_feature(name: str, values) -> np.ndarray:
-    """A probability enters as its logit, a count as it is."""
-    return _logit(values) if SAM3_WITNESSES.get(name, "logit") == "logit" else np.asarray(values, dtype=np.float64)
+def _witness_feature(kind: str, values) -> np.ndarray:
+    """A probability (``logit``) enters as its logit, a ``count`` as it is."""
+    return _logit(values) if kind == "logit" else np.asarray(values, dtype=np.float64)
 
 
 def fit_with_sam3(p_accept, witnesses: dict, is_accept) -> dict:
     """Weights for ``with_sam3``: a logistic on the logit of the verifier's P(accept) and each SAM 3 witness
     (``witnesses``: name -> [N] values, see SAM3_WITNESSES), fitted on held-out verdicts (``is_accept``)."""
     names = sorted(witnesses)
-    w = fit_logistic(np.stack([_logit(p_accept)] + [_witness_feature(n, witnesses[n]) for n in names], axis=1),
-                     is_accept)
-    return {"p_accept_logit": float(w[0]),
-            **{f"{n}_{SAM3_WITNESSES.get(n, 'logit')}": float(x) for n, x in zip(names, w[1:-1])},
+    kinds = [SAM3_WITNESSES.get(n, "logit") for n in names]
+    w = fit_logistic(np.stack([_logit(p_accept)] + [_witness_feature(k, witnesses[n]) for n, k in zip(names, kinds)],
+                              axis=1), is_accept)
+    return {"p_accept_logit": float(w[0]), **{f"{n}_{k}": float(x) for n, k, x in zip(names, kinds, w[1:-1])},
             "bias": float(w[-1])}
 
 
@@ -260,7 +260,6 @@ def with_sam3(p_accept, witnesses: dict, weights: dict):
     for name, key in _witness_keys(weights).items():
         if witnesses.get(name) is None:
             raise KeyError(f"the calibration needs SAM 3's {name}")
-        z = z + weights[key] * (_logit(witnesses[name]) if key.endswith("_logit")
-                                else np.asarray(witnesses[name], dtype=np.float64))
+        z = z + weights[key] * _witness_feature(key.rsplit("_", 1)[1], witnesses[name])
     out = expit(z)
     return float(out) if np.ndim(out) == 0 else out

@@ -38,7 +38,7 @@ class ProposePayload(TypedDict):
     mask_threshold: float
     max_instances: int | None
     dedupe_iou: float | None
-    refine: ModelRef | None  # the click tracker that draws every proposed mask again; None: masks as proposed
+    refine: str | None  # URI of the click tracker that draws every proposed mask again; None: masks as proposed
     media_sha256: str | None  # keys the tracker's embedding cache, as clicks do (else the media URI)
 
 
@@ -140,9 +140,9 @@ def _validated(payload: Any) -> ProposePayload:
     sha = payload.get("media_sha256")
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
         raise ValueError('"media_sha256" must be null or the 64-hex-digit sha256 of the media')
-    tracker = ModelRef(version=str(refine.get("version") or ""), uri=refine["uri"]) if refine else None
     return ProposePayload(media_uri=media_uri, phrases=phrases, model=ModelRef(version=model["version"],
-                          uri=model["uri"]), max_instances=max_instances, dedupe_iou=dedupe_iou, refine=tracker,
+                          uri=model["uri"]), max_instances=max_instances, dedupe_iou=dedupe_iou,
+                          refine=refine["uri"] if refine else None,
                           media_sha256=sha, **thresholds)
 
 
@@ -179,11 +179,10 @@ def propose_masks_for(payload: dict, *, s3: Any = None) -> dict:
             from model.sam3.refine import refine_proposals
             from workers.interactive import get_click_predictor
 
-            tracker = get_click_predictor(request["refine"]["uri"], s3=s3)
+            tracker = get_click_predictor(request["refine"], s3=s3)
             proposals = refine_proposals(tracker, image, proposals, media_key=request["media_sha256"] or media_uri,
                                          dedupe_iou=request["dedupe_iou"])
-            result["refined_with"] = {"version": request["refine"]["version"] or tracker.version,
-                                      "uri": request["refine"]["uri"]}
+            result["refined_with"] = {"version": tracker.version, "uri": request["refine"]}
     except MediaError as exc:
         result["error"] = {"kind": "media", "message": str(exc)}
     except CheckpointError as exc:

@@ -165,7 +165,7 @@ def test_a_refining_project_names_its_tracker_and_its_proposals_record_what_drew
     create_datapoints(project, [(media, "red circle")])
     with django_capture_on_commit_callbacks(execute=False):
         [job] = request_proposals(project)
-    assert job.payload["refine"] == {"version": "", "uri": str(tracker)}
+    assert job.payload["refine"] == {"uri": str(tracker)}
     assert job.payload["media_sha256"] == media.sha256
     result = propose_masks_for({k: v for k, v in job.payload.items() if k != "datapoints"})
     assert result["error"] is None and result["refined_with"] == {"version": "tracker-t1", "uri": str(tracker)}

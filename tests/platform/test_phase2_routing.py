@@ -225,6 +225,25 @@ def test_after_a_check_sam3s_best_rejected_proposal_weighs_on_whether_the_kept_m
         assert "P(exhaustive) 0.50 < 0.98" in dp.reason and "best unboxed proposal 0.80" in dp.reason
 
 
+@pytest.mark.parametrize("n_proposed, certified", [(1, True), (3, False)])
+def test_after_a_check_the_number_of_proposals_weighs_on_whether_the_kept_mask_is_all(phase2, alice, n_proposed,
+                                                                                     certified):
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "with_sam3": {"ev": {
+        "p_accept_logit": 1.0, "sam3_proposals_count": -2.0, "bias": 6.0}},
+        "thresholds": {"mv": 0.8, "ev": 0.98, "ev_zero": 0.9, "ev_zero_after_check": 0.9}}
+    phase2.active_verifier.save()
+    boxes = [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30), box_mask(0, 30, 15, 45)][:n_proposed]
+    dp = proposed(phase2, boxes)
+    verify(phase2, dp, [0.5] * n_proposed, ev_probs(0.6))
+    check_masks(phase2, alice, ["accept"] + ["reject"] * (n_proposed - 1))
+    verify_exhaustivity(phase2, dp, 0.95)  # P(exhaustive) = sigmoid(logit 0.95 - 2n + 6): 0.999, then 0.95
+    dp.refresh_from_db()
+    if certified:
+        assert (dp.state, dp.auto_accepted) == (DatapointState.ACCEPTED, True)
+    else:
+        assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and "3 proposed" in dp.reason
+
+
 def test_a_claim_calibrated_on_evidence_routing_lacks_is_left_to_humans(phase2, caplog):
     phase2.active_verifier.manifest = {**CALIBRATED, "with_sam3": {"ev_zero": {
         "p_accept_logit": 1.0, "sam3_presence_logit": -1.0, "clip_score_logit": 1.0, "bias": 0.0}}}

@@ -80,7 +80,7 @@ def test_dedupe_iou_leaves_no_two_masks_of_a_phrase_overlapping_above_it(scene_p
 def test_refine_draws_every_mask_again_with_the_named_tracker_and_says_so(scene_png):
     plain = run_task(payload(scene_png.as_uri()))
     sha = "c" * 64
-    result = run_task(payload(scene_png.as_uri(), refine={"version": "", "uri": "preset:tiny-tracker"},
+    result = run_task(payload(scene_png.as_uri(), refine={"uri": "preset:tiny-tracker"},
                               media_sha256=sha))
     assert plain["refined_with"] is None and result["error"] is None
     assert result["refined_with"] == {"version": "preset:tiny-tracker", "uri": "preset:tiny-tracker"}

@@ -63,7 +63,7 @@ def create_proposal_job(project: Project, media, datapoints: list[Datapoint]) ->
         if tracker.startswith("preset:"):
             raise InvalidInput(f"refine_masks needs a trained click tracker; {version.name} names none and the "
                                f"default is the untrained {tracker}")
-        refine = {"version": "", "uri": tracker}
+        refine = {"uri": tracker}  # the worker reports the version it loaded
     payload = {
         "media_uri": media_uri(media.storage_name),
         "phrases": phrases,
