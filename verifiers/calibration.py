@@ -225,6 +225,12 @@ def fit_logistic(features, labels, *, l2: float = 1e-2, iterations: int = 50) ->
 # more often than one checked from three (world 5's refined questions: 98.3% against 77-93%).
 SAM3_WITNESSES = {"sam3_presence": "logit", "sam3_best_unboxed": "logit", "sam3_proposals": "count"}
 
+# Each EV claim is certified twice: on questions where MV is sure every proposal the question leaves unboxed is wrong
+# (P(accept) at most the version's ``mv_reject``; vacuously so with none), under the claim's name + this suffix, and
+# on the rest, under its name. The two differ: on world 5's questions before a human check, 96% of the first kind
+# are absent against 21% of the rest, and one threshold over both ran at 0.86 precision on the rest.
+UNBOXED_WRONG = "_unboxed_wrong"
+
 
 def _witness_feature(kind: str, values) -> np.ndarray:
     """A probability (``logit``) enters as its logit, a ``count`` as it is."""

@@ -13,7 +13,7 @@ give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposal
 accepted (zero boxes when none); and, first, the zero-boxes EV question routing asks of every datapoint before a
 human looks (``engine_before_check``). Every EV row carries SAM 3's witnesses (verifiers.calibration: its presence
 score, its best score among the proposals the question does not box, and how many proposals it made), which routing
-weighs with the verifier's answer. ``label`` is the first annotator's verdict (3% mistakes by default), ``gold`` the
+weighs with the verifier's answer, and those unboxed proposals (``unboxed_rles``: calibration asks MV about them). ``label`` is the first annotator's verdict (3% mistakes by default), ``gold`` the
 majority of ``adjudicators`` independent annotators, as a gold set is triple-annotated. The file is what
 ``manage.py export_verifier_examples`` writes, so ``python -m verifiers.calibrate --examples FILE --images DIR``
 reads it; the gold file's world must be one the routing is not measured on.
@@ -66,15 +66,16 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "correct": answers[0].correct, "kind": "engine_before_check", "gold": adjudicated(answers),
                    "sam3_presence": proposal.presence_score,
                    "sam3_best_unboxed": max((i.score for i in proposal.instances), default=0.0),
-                   "sam3_proposals": len(proposal.instances)}
-            accepted, rejected_scores = [], []
+                   "sam3_proposals": len(proposal.instances),
+                   "unboxed_rles": [i.rle for i in proposal.instances]}
+            accepted, rejected = [], []
             for instance in proposal.instances:
                 task = {"datapoint": datapoint, "mask": {"rle": instance.rle}}
                 answers = [answer_mask_verification(task, truth, a) for a in configs]
                 if answers[0].decision == "accept":
                     accepted.append(instance.rle)
                 else:
-                    rejected_scores.append(instance.score)
+                    rejected.append(instance)
                 yield {"task": "mv", "image": name, "phrase": phrase, "rles": [instance.rle],
                        "label": answers[0].decision, "correct": answers[0].correct, "kind": "engine_proposal",
                        "gold": adjudicated(answers)}
@@ -83,8 +84,8 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
             yield {"task": "ev", "image": name, "phrase": phrase, "rles": accepted, "label": answers[0].decision,
                    "correct": answers[0].correct, "kind": "engine_after_mv" if accepted else "engine_zero_boxes",
                    "gold": adjudicated(answers), "sam3_presence": proposal.presence_score,
-                   "sam3_best_unboxed": max(rejected_scores, default=0.0),
-                   "sam3_proposals": len(proposal.instances)}
+                   "sam3_best_unboxed": max((i.score for i in rejected), default=0.0),
+                   "sam3_proposals": len(proposal.instances), "unboxed_rles": [i.rle for i in rejected]}
 
 
 def meta_path(examples: str | Path) -> Path:

@@ -51,6 +51,9 @@ class Example:
     sam3_presence: float | None = None
     sam3_best_unboxed: float | None = None
     sam3_proposals: int | None = None
+    # An engine EV question's proposals it leaves unboxed (None: not known, as for the synthetic questions): whether
+    # MV is sure every one of them is wrong splits each EV claim in two (verifiers.training._threshold_groups).
+    unboxed_rles: list[dict] | None = None
 
 
 def require_simulated_annotator() -> None:

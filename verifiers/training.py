@@ -14,7 +14,9 @@ boxes), ``ev_zero`` (zero boxes: "not present", claimed at routing before any hu
 examples carry them (``Example.gold``); the other share gives the report. Where every question of an EV claim
 carries SAM 3's witnesses (``Example.sam3_presence``, ``sam3_best_unboxed``, ``sam3_proposals``: questions the
 engine asked; those every question carries), its threshold applies to the probability from the verifier and SAM 3
-together (``with_sam3``, a logistic fitted on the same calibration share).
+together (``with_sam3``, a logistic fitted on the same calibration share). Where every EV question lists the
+proposals it leaves unboxed (``Example.unboxed_rles``), each EV claim is certified separately on the questions where
+MV is sure all of those are wrong (``<claim>_unboxed_wrong``) and on the rest (``<claim>``).
 Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
 thresholds and the learning curve.
 
@@ -42,7 +44,7 @@ import torch
 from PIL import Image
 
 from verifiers import calibration
-from verifiers.calibration import SAM3_WITNESSES
+from verifiers.calibration import SAM3_WITNESSES, UNBOXED_WRONG
 from verifiers.errors import VerifierInputError
 from verifiers.model import (
     IMAGE_TOKEN,
@@ -254,8 +256,12 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
                         raise ValueError(f"{witness} must be an integer >= 0")
                 elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                     raise ValueError(f"{witness} must be a number in [0, 1]")
+            unboxed = row.get("unboxed_rles")
+            if unboxed is not None and (task != "ev" or not isinstance(unboxed, list)
+                                        or not all(isinstance(r, dict) for r in unboxed)):
+                raise ValueError("unboxed_rles must be a list of RLE masks, on an EV example")
             out.append(Example(task, cache[name], row["phrase"], rles, label, row.get("correct", label),
-                               row.get("kind", ""), {"image": name}, gold, **witnesses))
+                               row.get("kind", ""), {"image": name}, gold, **witnesses, unboxed_rles=unboxed))
         except (KeyError, ValueError, OSError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: {exc}") from exc
     return out
@@ -332,19 +338,63 @@ def calibration_label(example: Example) -> str:
 BEFORE_CHECK_KINDS = frozenset({"engine_before_check", "outcome_before_check"})
 
 
-def _threshold_groups(task: str, examples: Sequence[Example]) -> dict[str, np.ndarray]:
+def _threshold_groups(task: str, examples: Sequence[Example],
+                      unboxed_wrong: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Which held-out items each threshold is chosen on. MV: every mask. EV: ``ev`` on questions with boxes
     (are these masks all of them?), ``ev_zero`` on zero-box questions asked before any human look and
     ``ev_zero_after_check`` on those asked after a human check (is the concept absent?), because routing uses them
     for different claims and their precision at one P(accept) differs. Where the examples do not say when they
-    were asked (``BEFORE_CHECK_KINDS``), both zero-box thresholds are chosen on every zero-box question."""
+    were asked (``BEFORE_CHECK_KINDS``), both zero-box thresholds are chosen on every zero-box question.
+    With ``unboxed_wrong`` (per question: MV is sure every proposal it leaves unboxed is wrong), each EV claim is
+    split: ``<claim>_unboxed_wrong`` on those questions, ``<claim>`` on the rest (verifiers.calibration)."""
     if task == "mv":
         return {"mv": np.ones(len(examples), dtype=bool)}
     zero = np.array([not e.rles for e in examples], dtype=bool)
     before = np.array([e.kind in BEFORE_CHECK_KINDS for e in examples], dtype=bool)
     if not (zero & before).any() or not (zero & ~before).any():
-        return {"ev": ~zero, "ev_zero": zero, "ev_zero_after_check": zero}
-    return {"ev": ~zero, "ev_zero": zero & before, "ev_zero_after_check": zero & ~before}
+        groups = {"ev": ~zero, "ev_zero": zero, "ev_zero_after_check": zero}
+    else:
+        groups = {"ev": ~zero, "ev_zero": zero & before, "ev_zero_after_check": zero & ~before}
+    if unboxed_wrong is None:
+        return groups
+    split = {}
+    for name, member in groups.items():
+        split[name], split[name + UNBOXED_WRONG] = member & ~unboxed_wrong, member & unboxed_wrong
+    return split
+
+
+def _mask_key(example: Example, rle: dict) -> tuple:
+    return id(example.image), example.phrase, json.dumps(rle, sort_keys=True)
+
+
+def unboxed_surely_wrong(model, processor, letter_ids, ev_examples: Sequence[Example], scored: Mapping[tuple, float],
+                         mv_reject: float | None, *, temperature: float, size: int, device,
+                         templates: Mapping[str, Template] | None = None) -> np.ndarray | None:
+    """Per EV question: whether MV is sure every proposal it leaves unboxed is wrong (calibrated P(accept) at most
+    ``mv_reject``; vacuously true with none), as routing judges it. ``scored``: MV P(accept) already known, by
+    ``_mask_key``; the rest are asked with the MV adapter. None where some question does not list its unboxed
+    proposals."""
+    if not ev_examples or any(e.unboxed_rles is None for e in ev_examples):
+        return None
+    known = dict(scored)
+    missing: dict[tuple, Example] = {}
+    for example in ev_examples:
+        for rle in example.unboxed_rles:
+            key = _mask_key(example, rle)
+            if key not in known and key not in missing:
+                missing[key] = Example("mv", example.image, example.phrase, [rle], "reject")
+    if missing:
+        questions = list(missing.values())
+        if hasattr(model, "set_adapter"):
+            model.set_adapter("mv")
+        logits = heldout_logits(model, processor, letter_ids, questions, size=size, device=device,
+                                encoded=heldout_batches(processor, questions, size=size, templates=templates))
+        accept_idx = [options_for("mv").index(o) for o in ACCEPTS["mv"]]
+        known.update(zip(missing, calibration.softmax(logits, temperature)[:, accept_idx].sum(axis=1)))
+        if hasattr(model, "set_adapter"):
+            model.set_adapter("ev")
+    return np.array([mv_reject is not None and all(known[_mask_key(e, r)] <= mv_reject for r in e.unboxed_rles)
+                     if e.unboxed_rles else True for e in ev_examples], dtype=bool)
 
 
 def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, config: TrainConfig,
@@ -359,16 +409,20 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
     precision at each threshold against the adjudicated verdicts on the test half."""
     device = torch.device(device) if device is not None else resolve_device(config.device)
     result = {"temperature": {}, "thresholds": {}, "metrics": {}, "with_sam3": {}}
+    mv_scored: dict[tuple, float] = {}  # MV P(accept) by _mask_key, for the EV claims' split
     for task in TASKS:
         examples = heldout.examples.get(task) or []
-        groups = _threshold_groups(task, examples)
+        if hasattr(model, "set_adapter"):
+            model.set_adapter(task)  # each task is judged with its own adapter, as the Verifier scores it
+        unboxed_wrong = None if task == "mv" else unboxed_surely_wrong(
+            model, processor, letter_ids, examples, mv_scored, result["thresholds"].get("mv_reject"),
+            temperature=result["temperature"].get("mv", 1.0), size=size, device=device, templates=templates)
+        groups = _threshold_groups(task, examples, unboxed_wrong)
         if not examples:
             result["temperature"][task] = 1.0
             result["thresholds"].update({name: None for name in groups})
             continue
         options = options_for(task)
-        if hasattr(model, "set_adapter"):
-            model.set_adapter(task)  # each task is judged with its own adapter, as the Verifier scores it
         logits = heldout_logits(model, processor, letter_ids, examples, size=size, device=device,
                                 encoded=heldout.encoded(task, processor, size=size, templates=templates))
         labels = [e.label for e in examples]
@@ -419,6 +473,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
                 "n_test": int(len(test)), "test_coverage": float(len(dropped) / len(test)) if len(test) else 0.0,
                 "test_precision_vs_adjudicated": float((~calibrated_accept[dropped]).mean()) if len(dropped) else None}
             result["thresholds"]["mv_reject"] = reject
+            mv_scored = {_mask_key(e, e.rles[0]): float(p) for e, p in zip(examples, p_accept)}
         predicted = calibration.softmax(logits[test], temperature).argmax(axis=1)
         by_kind: dict[str, list[int]] = {}
         for i, p in zip(test, predicted):

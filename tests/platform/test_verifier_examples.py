@@ -85,6 +85,11 @@ def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(anno
         ("outcome_before_check", "blue star", presence["blue star"], 0.0),
         ("outcome_before_check", "red circle", presence["red circle"], pytest.approx(0.9)),
     ])
+    # And the proposals themselves it leaves unboxed: the correction's final set leaves the wrong mask out.
+    unboxed = {(r["kind"], r["phrase"]): r["unboxed_rles"] for r in rows if r["task"] == "ev"}
+    assert unboxed[("correction_final", "red circle")] == [rle_lib.encode(WRONG)]
+    assert unboxed[("outcome_before_check", "red circle")] == [rle_lib.encode(m) for m in (CIRCLE, WRONG)]
+    assert unboxed[("human_ev", "red circle")] == [] and unboxed[("human_ev", "blue star")] == []
 
 
 def test_a_datapoint_corrected_twice_gives_its_final_set_once(annotated, alice):

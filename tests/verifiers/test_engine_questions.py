@@ -70,6 +70,9 @@ def test_each_proposal_gets_an_mv_question_and_ev_judges_what_the_first_annotato
         assert before["sam3_best_unboxed"] == (0.9 if true else 0.1 if len(mv) else 0.0)
         assert ev["sam3_best_unboxed"] == (0.1 if len(mv) > len(true) else 0.0)
         assert before["sam3_proposals"] == ev["sam3_proposals"] == len(mv)  # how many masks SAM 3 proposed
+        # What each question leaves unboxed, for calibration to ask MV about: everything, then the rejected decoy.
+        assert before["unboxed_rles"] == [r["rles"][0] for r in mv]
+        assert ev["unboxed_rles"] == [r["rles"][0] for r in mv if r["label"] == "reject"]
 
 
 def test_an_incomplete_proposal_set_is_an_ev_reject(world):

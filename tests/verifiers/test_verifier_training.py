@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from verifiers import calibration
@@ -89,6 +90,13 @@ def test_bad_example_lines_are_named(tmp_path):
         path.write_text(json.dumps({**json.loads(good[0]), "sam3_proposals": count}) + "\n")
         with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_proposals must be an integer >= 0"):
             load_examples(path, images)
+    ev = next(json.loads(line) for line in good if json.loads(line)["task"] == "ev")
+    mv = next(json.loads(line) for line in good if json.loads(line)["task"] == "mv")
+    for bad in ({**ev, "unboxed_rles": "all of them"}, {**ev, "unboxed_rles": [[1, 2]]},
+                {**mv, "unboxed_rles": []}):
+        path.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(ValueError, match=r"examples.jsonl:1: unboxed_rles must be a list of RLE masks, on an EV"):
+            load_examples(path, images)
 
 
 def test_absence_before_and_after_a_human_check_is_calibrated_on_its_own_questions(scene_image, scene_rles):
@@ -104,6 +112,51 @@ def test_absence_before_and_after_a_human_check_is_calibrated_on_its_own_questio
     synthetic = [ev("ev_zero_absent"), ev("ev_complete", scene_rles[:1])]
     groups = {name: member.tolist() for name, member in _threshold_groups("ev", synthetic).items()}
     assert groups["ev_zero"] == groups["ev_zero_after_check"] == [True, False]
+
+
+def test_each_ev_claim_is_split_by_whether_mv_is_sure_every_unboxed_proposal_is_wrong(scene_image, scene_rles):
+    def ev(kind, rles=()):
+        return Example("ev", scene_image, "red circle", list(rles), "accept", "accept", kind)
+
+    engine = [ev("engine_before_check"), ev("engine_before_check"), ev("engine_after_mv", scene_rles[:1]),
+              ev("engine_zero_boxes")]
+    groups = {name: member.tolist() for name, member in
+              _threshold_groups("ev", engine, np.array([True, False, True, False])).items()}
+    assert groups == {"ev": [False, False, False, False], "ev_unboxed_wrong": [False, False, True, False],
+                      "ev_zero": [False, True, False, False], "ev_zero_unboxed_wrong": [True, False, False, False],
+                      "ev_zero_after_check": [False, False, False, True],
+                      "ev_zero_after_check_unboxed_wrong": [False, False, False, False]}
+
+
+def test_recalibration_splits_the_claims_where_the_questions_list_what_they_leave_unboxed(tmp_path,
+                                                                                         tiny_checkpoint):
+    from verifiers.calibrate import main
+
+    path, images = _write_examples(tmp_path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    masks_of_image = {}
+    for row in rows:
+        if row["task"] == "mv":
+            masks_of_image.setdefault(row["image"], []).append(row["rles"][0])
+    # Unboxed: every mask MV was asked about on the image, mostly under another phrase (so asked again here).
+    engine = [{**row, "kind": "engine_before_check" if not row["rles"] else "engine_after_mv",
+               "unboxed_rles": [m for m in masks_of_image[row["image"]] if m not in row["rles"]][:2]}
+              for row in rows if row["task"] == "ev"]
+    vacuous = [{**row, "unboxed_rles": []} for row in engine]  # nothing left unboxed: always the first kind
+    path.write_text("".join(json.dumps(row) + "\n" for row in
+                            [r for r in rows if r["task"] == "mv"] + (engine + vacuous) * 2))
+    out = tmp_path / "split"
+    assert main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--examples", str(path), "--images",
+                 str(images), "--target-precision", "0.5", "--drop-precision", "0.5", "--min-support", "1",
+                 "--calibration-fraction", "0.5"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    claims = ("ev", "ev_zero", "ev_zero_after_check")
+    assert set(manifest["thresholds"]) == {"mv", "mv_reject", *claims, *(c + "_unboxed_wrong" for c in claims)}
+    report = manifest["metrics"]["ev"]["thresholds"]
+    first_kind = sum(report[c + "_unboxed_wrong"]["n_calibration"] + report[c + "_unboxed_wrong"]["n_test"]
+                     for c in ("ev", "ev_zero"))
+    rest = sum(report[c]["n_calibration"] + report[c]["n_test"] for c in ("ev", "ev_zero"))
+    assert first_kind + rest == 2 * (len(engine) + len(vacuous)) and first_kind >= 2 * len(vacuous)
 
 
 def test_heldout_split_keeps_each_image_and_phrase_on_one_side(tmp_path):

@@ -15,7 +15,8 @@ Rows, one question each (``{"task", "image", "phrase", "rles", "label", "kind"[,
 
 Every EV row of a datapoint SAM 3 proposed for carries SAM 3's witnesses (verifiers.calibration.SAM3_WITNESSES)
 from its latest proposal: the presence score, the best score among the proposed masks the question does not box, and
-how many masks it proposed.
+how many masks it proposed; and those it leaves unboxed (``unboxed_rles``: verifiers.training splits each EV claim by
+whether MV is sure they are all wrong).
 
 ``gold``: where the project's frozen gold set has the same image and phrase, the verdict its instances imply
 (MV accept iff the mask's best IoU with a gold instance reaches ``GOLD_MV_IOU``; EV accept iff every gold
@@ -81,9 +82,11 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
               .order_by("datapoint_id", "id").values_list("datapoint_id", "id", "presence_score")}
     proposal_of = {proposal: dp for dp, (proposal, _) in latest.items()}
     scores: dict[int, dict[int, float]] = {}  # datapoint -> {mask id: score} of its latest proposal
-    for proposal, mask, score in Mask.objects.filter(proposal__in=proposal_of).values_list("proposal_id", "id",
-                                                                                            "score"):
+    proposed_rles: dict[int, dict] = {}
+    for proposal, mask, score, rle in Mask.objects.filter(proposal__in=proposal_of).values_list(
+            "proposal_id", "id", "score", "rle"):
         scores.setdefault(proposal_of[proposal], {})[mask] = score or 0.0
+        proposed_rles[mask] = rle
 
     def row(task: str, dp, masks: list, label: str, kind: str) -> dict:
         media[image_name(dp.media)] = dp.media
@@ -100,6 +103,7 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
             out["sam3_best_unboxed"] = max((s for m, s in scores.get(dp.pk, {}).items() if m not in boxed),
                                            default=0.0)
             out["sam3_proposals"] = len(scores.get(dp.pk, {}))
+            out["unboxed_rles"] = [proposed_rles[m] for m in scores.get(dp.pk, {}) if m not in boxed]
         return out
 
     rows = []

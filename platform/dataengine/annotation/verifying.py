@@ -53,7 +53,7 @@ from dataengine.engine.models import Job, JobState, ModelVersion
 from dataengine.engine.services import get_or_create_job, record_audit
 from dataengine.errors import InvalidInput
 from dataengine.media.storage import media_uri
-from verifiers.calibration import SAM3_WITNESSES, with_sam3, witnesses_named
+from verifiers.calibration import SAM3_WITNESSES, UNBOXED_WRONG, with_sam3, witnesses_named
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,18 @@ class Thresholds:
 
     ``mv`` judges a mask, ``ev`` a set of accepted masks (exhaustive?), ``ev_zero`` zero boxes (not present?) at
     routing, before any human look, and ``ev_zero_after_check`` zero boxes after a human check rejected every
-    proposed mask (verifiers.training: the two are chosen on different populations)."""
+    proposed mask (verifiers.training: the two are chosen on different populations). A version calibrated with the
+    split (``split``) has each EV claim twice: ``<claim>_unboxed_wrong`` where MV is sure every proposal the
+    question leaves unboxed is wrong, ``<claim>`` elsewhere (verifiers.calibration.UNBOXED_WRONG)."""
 
     mv: float | None = None
     ev: float | None = None
     ev_zero: float | None = None
     ev_zero_after_check: float | None = None
+    ev_unboxed_wrong: float | None = None
+    ev_zero_unboxed_wrong: float | None = None
+    ev_zero_after_check_unboxed_wrong: float | None = None
+    split: bool = False
     # Masks at or below this P(accept) are wrong at the project's drop precision: a human check skips them.
     mv_reject: float | None = None
     # EV claim -> logistic weights: where set, that claim's threshold applies to the probability from the verifier
@@ -89,6 +95,18 @@ class Thresholds:
         if not weights:
             return p_accept
         return with_sam3(p_accept, asdict(witnesses), weights)
+
+    def for_claim(self, claim: str, unboxed_wrong: bool) -> tuple[str, float | None]:
+        """The name and threshold that certify EV claim ``claim`` (``ev``, ``ev_zero``, ``ev_zero_after_check``) on a
+        question whose unboxed proposals MV is or is not all sure are wrong (``unboxed_surely_wrong``)."""
+        name = claim + UNBOXED_WRONG if self.split and unboxed_wrong else claim
+        return name, getattr(self, name)
+
+    def unboxed_surely_wrong(self, unboxed_p_accept: list[float | None]) -> bool:
+        """Whether MV is sure every proposal a question leaves unboxed is wrong (P(accept), None where MV did not judge
+        it, at most ``mv_reject``), as calibration splits the claims (verifiers.training.unboxed_surely_wrong)."""
+        return not unboxed_p_accept or (self.mv_reject is not None and all(
+            p is not None and p <= self.mv_reject for p in unboxed_p_accept))
 
 
 @dataclass(frozen=True)
@@ -115,13 +133,17 @@ def thresholds_for(version: ModelVersion, config: ProjectConfig) -> Thresholds:
     mv_reject = stored.get("mv_reject") if float(manifest.get("drop_precision", 0.0)) >= config.drop_precision else None
     thresholds = {"mv": stored.get("mv"), "ev": stored.get("ev"), "ev_zero": stored.get("ev_zero"),
                   "ev_zero_after_check": stored.get("ev_zero_after_check", stored.get("ev_zero"))}
+    split = any(name.endswith(UNBOXED_WRONG) for name in stored)
+    if split:
+        thresholds.update({claim + UNBOXED_WRONG: stored.get(claim + UNBOXED_WRONG)
+                           for claim in ("ev", "ev_zero", "ev_zero_after_check")})
     for claim, weights in with_sam3.items():
         unknown = witnesses_named(weights) - set(SAM3_WITNESSES)
         if unknown and claim in thresholds:  # calibrated on evidence routing lacks: that claim goes to humans
             log.warning("verifier %s: %s needs unknown witnesses %s; not auto-accepting it", version.name, claim,
                         sorted(unknown))
             thresholds[claim] = None
-    return Thresholds(**thresholds, mv_reject=mv_reject, with_sam3=with_sam3)
+    return Thresholds(**thresholds, mv_reject=mv_reject, with_sam3=with_sam3, split=split)
 
 
 # ---------------------------------------------------------------- enqueue
@@ -154,7 +176,8 @@ def request_exhaustivity_after_check(datapoint: Datapoint) -> Job | None:
     config = ProjectConfig.of(project)
     masks = list(datapoint.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
     thresholds = thresholds_for(version, config)
-    if (thresholds.ev if masks else thresholds.ev_zero_after_check) is None:
+    claim = "ev" if masks else "ev_zero_after_check"
+    if thresholds.for_claim(claim, False)[1] is None and thresholds.for_claim(claim, True)[1] is None:
         return None
     signs = set(failure_signs(mask_areas=[m.area for m in masks], phrase=datapoint.concept.phrase, config=config,
                               image_area=datapoint.media.width * datapoint.media.height))
@@ -238,18 +261,19 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
         return Route(False, [], take_out=f"AI exhaustivity verification: {top_ev} ({ev[top_ev]:.2f})")
     accepted = [m for m in ev_mask_ids if m in mv]
     ev_accept = float(ev.get(EVOption.ACCEPT, 0.0))
+    unboxed = [m for m in mask_scores if m not in accepted]
+    name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero", thresholds.unboxed_surely_wrong(
+        [p_accept(mv[m]) if m in mv else None for m in unboxed]))
     reasons = []
-    if accepted and (thresholds.mv is None or thresholds.ev is None):
+    if accepted and (thresholds.mv is None or threshold is None):
         reasons.append("verifier not calibrated for the target precision (masks)")
     elif accepted and any(p_accept(mv[m]) < thresholds.mv for m in accepted):
         reasons.append(f"a mask below the MV threshold {thresholds.mv:.2f}")
-    elif not accepted and thresholds.ev_zero is None:
+    elif not accepted and threshold is None:
         reasons.append("verifier not calibrated for the target precision (not present)")
     else:
-        unboxed = max((s for m, s in mask_scores.items() if m not in accepted), default=0.0)
-        name = "ev" if accepted else "ev_zero"
-        reason = exhaustivity_doubt(name, ev_accept, getattr(thresholds, name), thresholds,
-                                    Witnesses(sam3_presence, unboxed, len(mask_scores)))
+        reason = exhaustivity_doubt(name, ev_accept, threshold, thresholds, Witnesses(
+            sam3_presence, max((mask_scores[m] for m in unboxed), default=0.0), len(mask_scores)))
         reasons += [reason] if reason else []
     checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
     # Failure-prone items: a human sees them whatever the verifiers say. The signs about masks are taken on those
@@ -282,7 +306,8 @@ def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds
     p = thresholds.claim(name, ev_accept, witnesses)
     if p >= threshold:
         return None
-    claim, short = ("the masks are exhaustive", "exhaustive") if name == "ev" else ("the concept is absent", "absent")
+    claim, short = (("the concept is absent", "absent") if name.startswith("ev_zero")
+                    else ("the masks are exhaustive", "exhaustive"))
     if name in thresholds.with_sam3:
         return (f"EV and SAM 3 not confident {claim} (P({short}) {p:.2f} < {threshold:.2f}: EV P(accept) "
                 f"{ev_accept:.2f}, SAM 3 presence {witnesses.sam3_presence:.2f}, best unboxed proposal "
@@ -421,17 +446,21 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         to_exhaustivity_verification(datapoint, ["the verifier judged other masks than the human check accepted"])
         return
     thresholds = thresholds_for(version, config)
-    name = "ev" if accepted else "ev_zero_after_check"
-    threshold = getattr(thresholds, name)
+    proposal = datapoint.proposals.order_by("-id").first()
+    proposed = dict(datapoint.masks.filter(source=MaskSource.MODEL, proposal=proposal).values_list("pk", "score"))
+    # The proposals the check did not accept (rejected by the human, or dropped as surely wrong), and AI MV on them.
+    unboxed = [pk for pk in proposed if pk not in accepted]
+    ai_mv = {mask: p_accept(probabilities) for mask, probabilities in Verdict.objects.filter(
+        datapoint=datapoint, kind=VerdictKind.MASK, by_ai=True, mask__in=unboxed).order_by("id")
+        .values_list("mask_id", "probabilities")}
+    name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check",
+                                           thresholds.unboxed_surely_wrong([ai_mv.get(pk) for pk in unboxed]))
     if threshold is None:
         to_exhaustivity_verification(datapoint, [f"verifier not calibrated for the target precision ({name})"])
         return
-    proposal = datapoint.proposals.order_by("-id").first()
-    proposed = dict(datapoint.masks.filter(source=MaskSource.MODEL, proposal=proposal).values_list("pk", "score"))
-    # SAM 3's best proposal that the check did not accept (rejected by the human, or dropped as surely wrong).
-    unboxed = max((s or 0.0 for pk, s in proposed.items() if pk not in accepted), default=0.0)
-    doubt = exhaustivity_doubt(name, float(ev.get(EVOption.ACCEPT, 0.0)), threshold, thresholds,
-                               Witnesses(proposal.presence_score if proposal else 0.0, unboxed, len(proposed)))
+    doubt = exhaustivity_doubt(name, float(ev.get(EVOption.ACCEPT, 0.0)), threshold, thresholds, Witnesses(
+        proposal.presence_score if proposal else 0.0, max((proposed[pk] or 0.0 for pk in unboxed), default=0.0),
+        len(proposed)))
     if doubt is None:
         _auto_accept(datapoint, config)
     else:
