@@ -168,6 +168,14 @@ def iou(detections: list[dict], ground_truth: list[dict], iscrowd: list[int] | N
     return np.asarray(mask_utils.iou([_native(d) for d in detections], [_native(g) for g in ground_truth], crowd))
 
 
+def share_inside(rles: list[dict], container: list[dict]) -> np.ndarray:
+    """The share of each mask's area that lies inside the union of ``container`` (0 with no container): COCO's IoU
+    against a crowd region is intersection over the detection's area."""
+    if not rles or not container:
+        return np.zeros(len(rles))
+    return iou(rles, [merge(container)], iscrowd=[1])[:, 0]
+
+
 def merge(rles: list[dict]) -> dict:
     """Union of several RLEs of one size."""
     merged = mask_utils.merge([_native(r) for r in rles], intersect=False)

@@ -16,7 +16,8 @@ carries SAM 3's witnesses (``Example.sam3_presence``, ``sam3_best_unboxed``, ``s
 engine asked; those every question carries), its threshold applies to the probability from the verifier and SAM 3
 together (``with_sam3``, a logistic fitted on the same calibration share). Where every EV question lists the
 proposals it leaves unboxed (``Example.unboxed_rles``), each EV claim is certified separately on the questions where
-MV is sure all of those are wrong (``<claim>_unboxed_wrong``) and on the rest (``<claim>``).
+each is explained — MV is sure it is wrong, or it lies mostly inside the boxed masks — (``<claim>_unboxed_explained``)
+and on the rest (``<claim>``).
 Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
 thresholds and the learning curve.
 
@@ -43,8 +44,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from model import rle as rle_lib
 from verifiers import calibration
-from verifiers.calibration import SAM3_WITNESSES, UNBOXED_WRONG
+from verifiers.calibration import SAM3_WITNESSES, UNBOXED_EXPLAINED
 from verifiers.errors import VerifierInputError
 from verifiers.model import (
     IMAGE_TOKEN,
@@ -339,14 +341,14 @@ BEFORE_CHECK_KINDS = frozenset({"engine_before_check", "outcome_before_check"})
 
 
 def _threshold_groups(task: str, examples: Sequence[Example],
-                      unboxed_wrong: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                      unboxed_explained: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Which held-out items each threshold is chosen on. MV: every mask. EV: ``ev`` on questions with boxes
     (are these masks all of them?), ``ev_zero`` on zero-box questions asked before any human look and
     ``ev_zero_after_check`` on those asked after a human check (is the concept absent?), because routing uses them
     for different claims and their precision at one P(accept) differs. Where the examples do not say when they
     were asked (``BEFORE_CHECK_KINDS``), both zero-box thresholds are chosen on every zero-box question.
-    With ``unboxed_wrong`` (per question: MV is sure every proposal it leaves unboxed is wrong), each EV claim is
-    split: ``<claim>_unboxed_wrong`` on those questions, ``<claim>`` on the rest (verifiers.calibration)."""
+    With ``unboxed_explained`` (per question: every proposal it leaves unboxed is explained), each EV claim is
+    split: ``<claim>_unboxed_explained`` on those questions, ``<claim>`` on the rest (verifiers.calibration)."""
     if task == "mv":
         return {"mv": np.ones(len(examples), dtype=bool)}
     zero = np.array([not e.rles for e in examples], dtype=bool)
@@ -355,11 +357,11 @@ def _threshold_groups(task: str, examples: Sequence[Example],
         groups = {"ev": ~zero, "ev_zero": zero, "ev_zero_after_check": zero}
     else:
         groups = {"ev": ~zero, "ev_zero": zero & before, "ev_zero_after_check": zero & ~before}
-    if unboxed_wrong is None:
+    if unboxed_explained is None:
         return groups
     split = {}
     for name, member in groups.items():
-        split[name], split[name + UNBOXED_WRONG] = member & ~unboxed_wrong, member & unboxed_wrong
+        split[name], split[name + UNBOXED_EXPLAINED] = member & ~unboxed_explained, member & unboxed_explained
     return split
 
 
@@ -367,13 +369,12 @@ def _mask_key(example: Example, rle: dict) -> tuple:
     return id(example.image), example.phrase, json.dumps(rle, sort_keys=True)
 
 
-def unboxed_surely_wrong(model, processor, letter_ids, ev_examples: Sequence[Example], scored: Mapping[tuple, float],
-                         mv_reject: float | None, *, temperature: float, size: int, device,
-                         templates: Mapping[str, Template] | None = None) -> np.ndarray | None:
-    """Per EV question: whether MV is sure every proposal it leaves unboxed is wrong (calibrated P(accept) at most
-    ``mv_reject``; vacuously true with none), as routing judges it. ``scored``: MV P(accept) already known, by
-    ``_mask_key``; the rest are asked with the MV adapter. None where some question does not list its unboxed
-    proposals."""
+def unboxed_explained(model, processor, letter_ids, ev_examples: Sequence[Example], scored: Mapping[tuple, float],
+                      mv_reject: float | None, *, temperature: float, size: int, device,
+                      templates: Mapping[str, Template] | None = None) -> np.ndarray | None:
+    """Per EV question: whether every proposal it leaves unboxed is explained (verifiers.calibration.unboxed_explained),
+    as routing judges it. ``scored``: MV P(accept) already known, by ``_mask_key``; the rest are asked with the MV
+    adapter. None where some question does not list its unboxed proposals."""
     if not ev_examples or any(e.unboxed_rles is None for e in ev_examples):
         return None
     known = dict(scored)
@@ -393,8 +394,9 @@ def unboxed_surely_wrong(model, processor, letter_ids, ev_examples: Sequence[Exa
         known.update(zip(missing, calibration.softmax(logits, temperature)[:, accept_idx].sum(axis=1)))
         if hasattr(model, "set_adapter"):
             model.set_adapter("ev")
-    return np.array([mv_reject is not None and all(known[_mask_key(e, r)] <= mv_reject for r in e.unboxed_rles)
-                     if e.unboxed_rles else True for e in ev_examples], dtype=bool)
+    return np.array([calibration.unboxed_explained([known[_mask_key(e, r)] for r in e.unboxed_rles],
+                                                   rle_lib.share_inside(e.unboxed_rles, e.rles), mv_reject)
+                     for e in ev_examples], dtype=bool)
 
 
 def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, config: TrainConfig,
@@ -414,10 +416,10 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         examples = heldout.examples.get(task) or []
         if hasattr(model, "set_adapter"):
             model.set_adapter(task)  # each task is judged with its own adapter, as the Verifier scores it
-        unboxed_wrong = None if task == "mv" else unboxed_surely_wrong(
+        explained = None if task == "mv" else unboxed_explained(
             model, processor, letter_ids, examples, mv_scored, result["thresholds"].get("mv_reject"),
             temperature=result["temperature"].get("mv", 1.0), size=size, device=device, templates=templates)
-        groups = _threshold_groups(task, examples, unboxed_wrong)
+        groups = _threshold_groups(task, examples, explained)
         if not examples:
             result["temperature"][task] = 1.0
             result["thresholds"].update({name: None for name in groups})

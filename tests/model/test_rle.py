@@ -54,3 +54,15 @@ def test_numbers_too_long_for_int64_take_the_exact_path():
     assert _outcome(rle._run_total, counts) == _outcome(rle._run_total_python, counts)
     with pytest.raises(rle.InvalidRLE, match="pixels"):
         rle.validate({"size": [4, 4], "counts": "_" * 12 + "0"}, size=(4, 4))
+
+
+def test_share_inside_is_the_part_of_each_mask_covered_by_the_union_of_the_others():
+    def box(x0, x1):
+        mask = np.zeros((10, 20), bool)
+        mask[:, x0:x1] = True
+        return rle.encode(mask)
+
+    # [0, 10) lies fully inside [0, 5) ∪ [5, 10); [5, 15) half inside [0, 10); [15, 20) not at all.
+    shares = rle.share_inside([box(0, 10), box(5, 15), box(15, 20)], [box(0, 5), box(5, 10)])
+    assert shares.tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert rle.share_inside([box(0, 10)], []).tolist() == [0.0] and rle.share_inside([], [box(0, 5)]).shape == (0,)

@@ -190,7 +190,7 @@ def test_absence_is_claimed_at_routing_and_after_a_check_on_each_claims_own_thre
 # Each EV claim certified twice: where MV is sure every proposal the question leaves unboxed is wrong, and elsewhere.
 SPLIT = {"target_precision": 0.98, "drop_precision": 0.995, "thresholds": {
     "mv": 0.8, "mv_reject": 0.1, "ev": 0.99, "ev_zero": 0.99, "ev_zero_after_check": 0.99,
-    "ev_unboxed_wrong": 0.9, "ev_zero_unboxed_wrong": 0.9, "ev_zero_after_check_unboxed_wrong": 0.9}}
+    "ev_unboxed_explained": 0.9, "ev_zero_unboxed_explained": 0.9, "ev_zero_after_check_unboxed_explained": 0.9}}
 
 
 @pytest.mark.parametrize("proposal_p_accept, certified", [(0.05, True), (0.5, False)])
@@ -202,7 +202,7 @@ def test_absence_at_routing_is_certified_on_the_threshold_of_whether_mv_is_sure_
     dp.proposals.update(presence_score=0.2)
     verify(phase2, dp, [proposal_p_accept], ev_probs(0.95), presence=0.05)
     dp.refresh_from_db()
-    if certified:  # 0.95 meets ev_zero_unboxed_wrong (0.9): nothing SAM 3 proposed is the concept
+    if certified:  # 0.95 meets ev_zero_unboxed_explained (0.9): nothing SAM 3 proposed is the concept
         assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
     else:  # a proposal MV is unsure of: the stricter ev_zero (0.99) applies, and a human checks it
         assert dp.state == DatapointState.MASK_VERIFICATION and "P(accept) 0.95 < 0.99" in dp.reason
@@ -219,21 +219,29 @@ def test_after_a_check_exhaustivity_is_certified_on_the_threshold_of_what_the_ch
     check_masks(phase2, alice, ["accept"] + (["reject"] if second_p_accept > 0.1 else []))
     verify_exhaustivity(phase2, dp, 0.95)
     dp.refresh_from_db()
-    if certified:  # left unboxed: only the proposal MV is sure is wrong -> ev_unboxed_wrong (0.9)
+    if certified:  # left unboxed: only the proposal MV is sure is wrong -> ev_unboxed_explained (0.9)
         assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.POSITIVE, True)
     else:  # the human rejected a proposal MV was unsure of: maybe a badly drawn instance -> ev (0.99)
         assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and "0.95 < 0.99" in dp.reason
 
 
-def test_whether_mv_is_sure_every_unboxed_proposal_is_wrong():
-    thresholds = Thresholds(mv_reject=0.1, split=True)
-    assert thresholds.unboxed_surely_wrong([]), "nothing unboxed: vacuously"
-    assert thresholds.unboxed_surely_wrong([0.1, 0.02]) and not thresholds.unboxed_surely_wrong([0.1, 0.11])
-    assert not thresholds.unboxed_surely_wrong([None]), "a proposal MV never judged is not a sure reject"
-    assert not Thresholds(split=True).unboxed_surely_wrong([0.0]), "no certified rejection threshold"
-    assert Thresholds(ev=0.9, ev_unboxed_wrong=0.8, split=True).for_claim("ev", True) == ("ev_unboxed_wrong", 0.8)
+def test_after_a_check_a_rejected_part_of_the_accepted_mask_explains_itself(phase2, alice):
+    phase2.active_verifier.manifest = SPLIT
+    phase2.active_verifier.save()
+    # The second proposal is the left half of the first: a part of that instance, not a sign of another one.
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(0, 0, 10, 20)])
+    verify(phase2, dp, [0.6, 0.5], ev_probs(0.2))
+    check_masks(phase2, alice, ["accept", "reject"])
+    verify_exhaustivity(phase2, dp, 0.95)
+    dp.refresh_from_db()
+    assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.POSITIVE, True)
+
+
+def test_a_version_without_the_split_certifies_both_kinds_of_question_on_one_threshold():
+    split = Thresholds(ev=0.9, ev_unboxed_explained=0.8, split=True)
+    assert split.for_claim("ev", True) == ("ev_unboxed_explained", 0.8) and split.for_claim("ev", False) == ("ev", 0.9)
     # A version calibrated before the split has one threshold for both kinds of question.
-    assert Thresholds(ev=0.9, ev_unboxed_wrong=0.8).for_claim("ev", True) == ("ev", 0.9)
+    assert Thresholds(ev=0.9, ev_unboxed_explained=0.8).for_claim("ev", True) == ("ev", 0.9)
 
 
 @pytest.mark.parametrize("sam3_presence, certified", [(0.05, True), (0.35, False)])

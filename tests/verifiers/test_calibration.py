@@ -143,3 +143,14 @@ def test_a_count_witness_enters_as_it_is_and_old_weights_keep_working():
     old = {"p_accept_logit": 1.0, "sam3_best_unboxed_logit": -1.0, "bias": 0.0}
     assert calibration.witnesses_named(old) == {"sam3_best_unboxed"}
     assert calibration.with_sam3(0.8, {"sam3_best_unboxed": 0.8}, old) == pytest.approx(0.5)
+
+
+def test_an_unboxed_proposal_is_explained_by_a_sure_rejection_or_by_lying_inside_the_boxed_masks():
+    assert calibration.unboxed_explained([], [], 0.1), "nothing unboxed: vacuously"
+    assert calibration.unboxed_explained([0.1, 0.02], [0.0, 0.0], 0.1)
+    assert not calibration.unboxed_explained([0.1, 0.11], [0.0, 0.0], 0.1)
+    assert calibration.unboxed_explained([0.1, 0.9], [0.0, 0.5], 0.1), "half inside a boxed mask: a part of it"
+    assert not calibration.unboxed_explained([None], [0.0], 0.1), "a proposal MV never judged is no sure reject"
+    assert not calibration.unboxed_explained([0.0], [0.0], None), "no certified rejection threshold"
+    with pytest.raises(ValueError):
+        calibration.unboxed_explained([0.0], [], 0.1)

@@ -122,10 +122,10 @@ def test_each_ev_claim_is_split_by_whether_mv_is_sure_every_unboxed_proposal_is_
               ev("engine_zero_boxes")]
     groups = {name: member.tolist() for name, member in
               _threshold_groups("ev", engine, np.array([True, False, True, False])).items()}
-    assert groups == {"ev": [False, False, False, False], "ev_unboxed_wrong": [False, False, True, False],
-                      "ev_zero": [False, True, False, False], "ev_zero_unboxed_wrong": [True, False, False, False],
+    assert groups == {"ev": [False, False, False, False], "ev_unboxed_explained": [False, False, True, False],
+                      "ev_zero": [False, True, False, False], "ev_zero_unboxed_explained": [True, False, False, False],
                       "ev_zero_after_check": [False, False, False, True],
-                      "ev_zero_after_check_unboxed_wrong": [False, False, False, False]}
+                      "ev_zero_after_check_unboxed_explained": [False, False, False, False]}
 
 
 def test_recalibration_splits_the_claims_where_the_questions_list_what_they_leave_unboxed(tmp_path,
@@ -151,9 +151,9 @@ def test_recalibration_splits_the_claims_where_the_questions_list_what_they_leav
                  "--calibration-fraction", "0.5"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     claims = ("ev", "ev_zero", "ev_zero_after_check")
-    assert set(manifest["thresholds"]) == {"mv", "mv_reject", *claims, *(c + "_unboxed_wrong" for c in claims)}
+    assert set(manifest["thresholds"]) == {"mv", "mv_reject", *claims, *(c + "_unboxed_explained" for c in claims)}
     report = manifest["metrics"]["ev"]["thresholds"]
-    first_kind = sum(report[c + "_unboxed_wrong"]["n_calibration"] + report[c + "_unboxed_wrong"]["n_test"]
+    first_kind = sum(report[c + "_unboxed_explained"]["n_calibration"] + report[c + "_unboxed_explained"]["n_test"]
                      for c in ("ev", "ev_zero"))
     rest = sum(report[c]["n_calibration"] + report[c]["n_test"] for c in ("ev", "ev_zero"))
     assert first_kind + rest == 2 * (len(engine) + len(vacuous)) and first_kind >= 2 * len(vacuous)

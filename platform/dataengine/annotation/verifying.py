@@ -53,7 +53,8 @@ from dataengine.engine.models import Job, JobState, ModelVersion
 from dataengine.engine.services import get_or_create_job, record_audit
 from dataengine.errors import InvalidInput
 from dataengine.media.storage import media_uri
-from verifiers.calibration import SAM3_WITNESSES, UNBOXED_WRONG, with_sam3, witnesses_named
+from model import rle as rle_lib
+from verifiers.calibration import SAM3_WITNESSES, UNBOXED_EXPLAINED, unboxed_explained, with_sam3, witnesses_named
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +73,17 @@ class Thresholds:
     ``mv`` judges a mask, ``ev`` a set of accepted masks (exhaustive?), ``ev_zero`` zero boxes (not present?) at
     routing, before any human look, and ``ev_zero_after_check`` zero boxes after a human check rejected every
     proposed mask (verifiers.training: the two are chosen on different populations). A version calibrated with the
-    split (``split``) has each EV claim twice: ``<claim>_unboxed_wrong`` where MV is sure every proposal the
-    question leaves unboxed is wrong, ``<claim>`` elsewhere (verifiers.calibration.UNBOXED_WRONG)."""
+    split (``split``) has each EV claim twice: ``<claim>_unboxed_explained`` where every proposal the question leaves
+    unboxed is explained (MV is sure it is wrong, or it lies mostly inside the boxed masks), ``<claim>`` elsewhere
+    (verifiers.calibration.UNBOXED_EXPLAINED)."""
 
     mv: float | None = None
     ev: float | None = None
     ev_zero: float | None = None
     ev_zero_after_check: float | None = None
-    ev_unboxed_wrong: float | None = None
-    ev_zero_unboxed_wrong: float | None = None
-    ev_zero_after_check_unboxed_wrong: float | None = None
+    ev_unboxed_explained: float | None = None
+    ev_zero_unboxed_explained: float | None = None
+    ev_zero_after_check_unboxed_explained: float | None = None
     split: bool = False
     # Masks at or below this P(accept) are wrong at the project's drop precision: a human check skips them.
     mv_reject: float | None = None
@@ -96,17 +98,11 @@ class Thresholds:
             return p_accept
         return with_sam3(p_accept, asdict(witnesses), weights)
 
-    def for_claim(self, claim: str, unboxed_wrong: bool) -> tuple[str, float | None]:
+    def for_claim(self, claim: str, explained: bool) -> tuple[str, float | None]:
         """The name and threshold that certify EV claim ``claim`` (``ev``, ``ev_zero``, ``ev_zero_after_check``) on a
-        question whose unboxed proposals MV is or is not all sure are wrong (``unboxed_surely_wrong``)."""
-        name = claim + UNBOXED_WRONG if self.split and unboxed_wrong else claim
+        question whose unboxed proposals are, or are not, all explained (verifiers.calibration.unboxed_explained)."""
+        name = claim + UNBOXED_EXPLAINED if self.split and explained else claim
         return name, getattr(self, name)
-
-    def unboxed_surely_wrong(self, unboxed_p_accept: list[float | None]) -> bool:
-        """Whether MV is sure every proposal a question leaves unboxed is wrong (P(accept), None where MV did not judge
-        it, at most ``mv_reject``), as calibration splits the claims (verifiers.training.unboxed_surely_wrong)."""
-        return not unboxed_p_accept or (self.mv_reject is not None and all(
-            p is not None and p <= self.mv_reject for p in unboxed_p_accept))
 
 
 @dataclass(frozen=True)
@@ -133,9 +129,9 @@ def thresholds_for(version: ModelVersion, config: ProjectConfig) -> Thresholds:
     mv_reject = stored.get("mv_reject") if float(manifest.get("drop_precision", 0.0)) >= config.drop_precision else None
     thresholds = {"mv": stored.get("mv"), "ev": stored.get("ev"), "ev_zero": stored.get("ev_zero"),
                   "ev_zero_after_check": stored.get("ev_zero_after_check", stored.get("ev_zero"))}
-    split = any(name.endswith(UNBOXED_WRONG) for name in stored)
+    split = any(name.endswith(UNBOXED_EXPLAINED) for name in stored)
     if split:
-        thresholds.update({claim + UNBOXED_WRONG: stored.get(claim + UNBOXED_WRONG)
+        thresholds.update({claim + UNBOXED_EXPLAINED: stored.get(claim + UNBOXED_EXPLAINED)
                            for claim in ("ev", "ev_zero", "ev_zero_after_check")})
     for claim, weights in with_sam3.items():
         unknown = witnesses_named(weights) - set(SAM3_WITNESSES)
@@ -236,9 +232,10 @@ def p_accept(probabilities: dict) -> float:
 
 def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_presence: float,
                  ai_presence: float, mask_areas: dict[int, int], mask_scores: dict[int, float], image_area: int,
-                 phrase: str, config: ProjectConfig, thresholds: Thresholds) -> Route:
+                 phrase: str, config: ProjectConfig, thresholds: Thresholds,
+                 mask_rles: dict[int, dict] | None = None) -> Route:
     """Where one datapoint goes after the AI verifiers, from their probabilities and the proposal (SAM 3's
-    presence, and each proposed mask's area and score).
+    presence, and each proposed mask's area, score and, where given, RLE).
 
     EV judged the masks MV accepted (``ev_mask_ids``). With masks, auto-accepting needs every one of them at the
     MV threshold and EV at the ``ev`` threshold; with none, EV's "accept" claims the concept is absent and must
@@ -262,8 +259,11 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     accepted = [m for m in ev_mask_ids if m in mv]
     ev_accept = float(ev.get(EVOption.ACCEPT, 0.0))
     unboxed = [m for m in mask_scores if m not in accepted]
-    name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero", thresholds.unboxed_surely_wrong(
-        [p_accept(mv[m]) if m in mv else None for m in unboxed]))
+    # As calibration split the claims: is every unboxed proposal one MV is sure is wrong, or part of a boxed mask?
+    inside = (rle_lib.share_inside([mask_rles[m] for m in unboxed], [mask_rles[m] for m in accepted])
+              if mask_rles else [0.0] * len(unboxed))
+    name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero", unboxed_explained(
+        [p_accept(mv[m]) if m in mv else None for m in unboxed], inside, thresholds.mv_reject))
     reasons = []
     if accepted and (thresholds.mv is None or threshold is None):
         reasons.append("verifier not calibrated for the target precision (masks)")
@@ -403,6 +403,7 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
         mv=mv, ev=ev, ev_mask_ids=list(result["ev"]["mask_ids"]),
         sam3_presence=proposal.presence_score if proposal else 0.0, ai_presence=float(result["presence_score"]),
         mask_areas={pk: m.area for pk, m in masks.items()}, mask_scores={pk: m.score or 0.0 for pk, m in masks.items()},
+        mask_rles={pk: m.rle for pk, m in masks.items()},
         image_area=datapoint.media.width * datapoint.media.height,
         phrase=datapoint.concept.phrase, config=config, thresholds=thresholds_for(version, config))
     for pk, mask in masks.items():
@@ -453,8 +454,10 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
     ai_mv = {mask: p_accept(probabilities) for mask, probabilities in Verdict.objects.filter(
         datapoint=datapoint, kind=VerdictKind.MASK, by_ai=True, mask__in=unboxed).order_by("id")
         .values_list("mask_id", "probabilities")}
-    name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check",
-                                           thresholds.unboxed_surely_wrong([ai_mv.get(pk) for pk in unboxed]))
+    rles = dict(datapoint.masks.filter(pk__in=[*unboxed, *accepted]).values_list("pk", "rle"))
+    explained = unboxed_explained([ai_mv.get(pk) for pk in unboxed], rle_lib.share_inside(
+        [rles[pk] for pk in unboxed], [rles[pk] for pk in sorted(accepted)]), thresholds.mv_reject)
+    name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained)
     if threshold is None:
         to_exhaustivity_verification(datapoint, [f"verifier not calibrated for the target precision ({name})"])
         return
