@@ -194,8 +194,13 @@ def ai_exhaustivity_after_check(project, ground_truth, annotator_config) -> dict
                 .values_list("payload__datapoint", flat=True))
     settled = list(Datapoint.objects.filter(pk__in=asked, auto_accepted=True).select_related("media", "concept"))
     right, judged = right_by_truth(settled, ground_truth, annotator_config)
+    # Why the rest went on to a human EV: the claim whose threshold it missed, or had none.
+    left = Counter()
+    for reason in Datapoint.objects.filter(pk__in=asked, auto_accepted=False).values_list("reason", flat=True):
+        found = re.search(r" on (ev\w*)|target precision \((ev\w*)\)", reason or "")
+        left[(found.group(1) or found.group(2)) if found else "other"] += 1
     return {"asked": len(asked), "auto_accepted": len(settled), "right_by_truth": right,
-            "precision_truth": right / judged if judged else None}
+            "precision_truth": right / judged if judged else None, "left_to_a_human_by_claim": dict(left)}
 
 
 def matched_masks(document: dict, ground_truth, cover_iou: float) -> dict:
@@ -461,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({verifier_path}), thresholds at target precision {verifier_manifest.get('target_precision')}: "
         f"{verifier_thresholds}" + (" -> it auto-accepts nothing" if not any((verifier_thresholds or {}).values())
                                     else " (None: that claim always goes to a human; ev_zero = 'not present' at "
-                                         "routing, ev_zero_after_check after a human rejected every mask)")
+                                         "routing, ev_zero_after_check after a human rejected every mask; "
+                                         "<claim>_unboxed_explained where every proposal the question leaves unboxed "
+                                         "is one MV is sure is wrong or lies mostly inside the boxed masks)")
         + (f"; ev_zero applies to P(absent) with SAM 3's presence {verifier_manifest['absence_with_sam3']}"
            if verifier_manifest.get("absence_with_sam3") else "")
         + (f"; these claims apply to P(claim) from the verifier and SAM 3's witnesses (logistic weights): "

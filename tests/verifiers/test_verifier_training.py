@@ -202,11 +202,13 @@ def test_committed_tiny_checkpoint_loads_with_its_calibration(tmp_path):
     verifier = load_verifier(str(CHECKPOINT), cache_dir=tmp_path)
     manifest = verifier.manifest
     assert manifest["target_precision"] == 0.98
-    assert set(manifest["thresholds"]) == {"mv", "mv_reject", "ev", "ev_zero", "ev_zero_after_check"}
+    claims = ("ev", "ev_zero", "ev_zero_after_check")
+    assert set(manifest["thresholds"]) == {"mv", "mv_reject", *claims, *(c + "_unboxed_explained" for c in claims)}
     assert manifest["drop_precision"] == 0.995
     assert manifest["metrics"]["mv"]["thresholds"]["mv_reject"]["drop_precision"] == 0.995
     assert all(t is None or 0 < t <= 1 for t in manifest["thresholds"].values())
-    assert manifest["thresholds"]["ev_zero"] is not None, "the committed verifier settles confident negatives"
+    assert manifest["thresholds"]["ev_zero_unboxed_explained"] is not None, \
+        "the committed verifier settles confident negatives"
     assert manifest["thresholds"]["mv_reject"] is not None, "the committed verifier spares humans sure rejections"
     # Chosen on the calibration share; the report share must not refute them (one-sided 95%).
     for task in ("mv", "ev"):

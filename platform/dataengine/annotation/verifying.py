@@ -309,10 +309,10 @@ def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds
     claim, short = (("the concept is absent", "absent") if name.startswith("ev_zero")
                     else ("the masks are exhaustive", "exhaustive"))
     if name in thresholds.with_sam3:
-        return (f"EV and SAM 3 not confident {claim} (P({short}) {p:.2f} < {threshold:.2f}: EV P(accept) "
+        return (f"EV and SAM 3 not confident {claim} (P({short}) {p:.2f} < {threshold:.2f} on {name}: EV P(accept) "
                 f"{ev_accept:.2f}, SAM 3 presence {witnesses.sam3_presence:.2f}, best unboxed proposal "
                 f"{witnesses.sam3_best_unboxed:.2f}, {witnesses.sam3_proposals} proposed)")
-    return f"EV not confident {claim} (P(accept) {ev_accept:.2f} < {threshold:.2f})"
+    return f"EV not confident {claim} (P(accept) {ev_accept:.2f} < {threshold:.2f} on {name})"
 
 
 def failure_signs(*, mask_areas: list[int], image_area: int, phrase: str, config: ProjectConfig,
