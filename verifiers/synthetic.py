@@ -52,7 +52,7 @@ class Example:
     sam3_best_unboxed: float | None = None
     sam3_proposals: int | None = None
     # An engine EV question's proposals it leaves unboxed (None: not known, as for the synthetic questions): whether
-    # MV is sure every one of them is wrong splits each EV claim in two (verifiers.training._threshold_groups).
+    # every one of them is explained splits each EV claim in two (verifiers.calibration.unboxed_explained).
     unboxed_rles: list[dict] | None = None
 
 

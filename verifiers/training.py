@@ -341,13 +341,13 @@ BEFORE_CHECK_KINDS = frozenset({"engine_before_check", "outcome_before_check"})
 
 
 def _threshold_groups(task: str, examples: Sequence[Example],
-                      unboxed_explained: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                      explained: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Which held-out items each threshold is chosen on. MV: every mask. EV: ``ev`` on questions with boxes
     (are these masks all of them?), ``ev_zero`` on zero-box questions asked before any human look and
     ``ev_zero_after_check`` on those asked after a human check (is the concept absent?), because routing uses them
     for different claims and their precision at one P(accept) differs. Where the examples do not say when they
     were asked (``BEFORE_CHECK_KINDS``), both zero-box thresholds are chosen on every zero-box question.
-    With ``unboxed_explained`` (per question: every proposal it leaves unboxed is explained), each EV claim is
+    With ``explained`` (per question: every proposal it leaves unboxed is explained), each EV claim is
     split: ``<claim>_unboxed_explained`` on those questions, ``<claim>`` on the rest (verifiers.calibration)."""
     if task == "mv":
         return {"mv": np.ones(len(examples), dtype=bool)}
@@ -357,11 +357,11 @@ def _threshold_groups(task: str, examples: Sequence[Example],
         groups = {"ev": ~zero, "ev_zero": zero, "ev_zero_after_check": zero}
     else:
         groups = {"ev": ~zero, "ev_zero": zero & before, "ev_zero_after_check": zero & ~before}
-    if unboxed_explained is None:
+    if explained is None:
         return groups
     split = {}
     for name, member in groups.items():
-        split[name], split[name + UNBOXED_EXPLAINED] = member & ~unboxed_explained, member & unboxed_explained
+        split[name], split[name + UNBOXED_EXPLAINED] = member & ~explained, member & explained
     return split
 
 

@@ -16,7 +16,7 @@ Rows, one question each (``{"task", "image", "phrase", "rles", "label", "kind"[,
 Every EV row of a datapoint SAM 3 proposed for carries SAM 3's witnesses (verifiers.calibration.SAM3_WITNESSES)
 from its latest proposal: the presence score, the best score among the proposed masks the question does not box, and
 how many masks it proposed; and those it leaves unboxed (``unboxed_rles``: verifiers.training splits each EV claim by
-whether MV is sure they are all wrong).
+whether they are all explained, verifiers.calibration.unboxed_explained).
 
 ``gold``: where the project's frozen gold set has the same image and phrase, the verdict its instances imply
 (MV accept iff the mask's best IoU with a gold instance reaches ``GOLD_MV_IOU``; EV accept iff every gold
