@@ -259,9 +259,14 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
                 elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                     raise ValueError(f"{witness} must be a number in [0, 1]")
             unboxed = row.get("unboxed_rles")
-            if unboxed is not None and (task != "ev" or not isinstance(unboxed, list)
-                                        or not all(isinstance(r, dict) for r in unboxed)):
-                raise ValueError("unboxed_rles must be a list of RLE masks, on an EV example")
+            if unboxed is not None:
+                if task != "ev" or not isinstance(unboxed, list):
+                    raise ValueError("unboxed_rles must be a list of RLE masks, on an EV example")
+                size = (cache[name].height, cache[name].width)
+                try:
+                    unboxed = [rle_lib.validate(r, size=size) for r in unboxed]
+                except rle_lib.InvalidRLE as exc:
+                    raise ValueError(f"unboxed_rles: {exc}") from exc
             out.append(Example(task, cache[name], row["phrase"], rles, label, row.get("correct", label),
                                row.get("kind", ""), {"image": name}, gold, **witnesses, unboxed_rles=unboxed))
         except (KeyError, ValueError, OSError, TypeError) as exc:

@@ -92,10 +92,13 @@ def test_bad_example_lines_are_named(tmp_path):
             load_examples(path, images)
     ev = next(json.loads(line) for line in good if json.loads(line)["task"] == "ev")
     mv = next(json.loads(line) for line in good if json.loads(line)["task"] == "mv")
-    for bad in ({**ev, "unboxed_rles": "all of them"}, {**ev, "unboxed_rles": [[1, 2]]},
-                {**mv, "unboxed_rles": []}):
+    for bad in ({**ev, "unboxed_rles": "all of them"}, {**mv, "unboxed_rles": []}):
         path.write_text(json.dumps(bad) + "\n")
         with pytest.raises(ValueError, match=r"examples.jsonl:1: unboxed_rles must be a list of RLE masks, on an EV"):
+            load_examples(path, images)
+    for bad in ([[1, 2]], [{"size": [1, 1], "counts": "1"}]):  # not an RLE; not of the image's size
+        path.write_text(json.dumps({**ev, "unboxed_rles": bad}) + "\n")
+        with pytest.raises(ValueError, match=r"examples.jsonl:1: unboxed_rles: "):
             load_examples(path, images)
 
 
