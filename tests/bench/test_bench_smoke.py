@@ -143,6 +143,11 @@ def test_quick_routing_benchmark_runs_both_phases_on_the_same_datapoints(tmp_pat
     # which ends with a human EV or with the verifier's EV on the masks the human accepted.
     routing, after_check = phase2["routing"], phase2["ai_exhaustivity_after_check"]
     assert after_check["auto_accepted"] <= after_check["asked"] <= routing["to_human_check"]
+    # Each EV the verifier left to a human after a check is counted under the claim whose threshold it missed.
+    left = after_check["left_to_a_human_by_claim"]
+    assert sum(left.values()) == after_check["asked"] - after_check["auto_accepted"]
+    assert set(left) <= {"ev", "ev_zero_after_check", "ev_unboxed_explained", "ev_zero_after_check_unboxed_explained",
+                         "other"}
     assert phase2["human_tasks"].get("exhaustivity_verification", 0) + after_check["auto_accepted"] >= \
         routing["to_human_check"]
     if not routing["to_human_check"]:
