@@ -44,7 +44,8 @@ Measured per arm, from the database and the SA-Co document of accepted data (``s
 - **AI precision**: audited = confirmed reviews / reviews (``verifier_precision``; null without a review); against
   the ground truth = auto-accepted datapoints that a perfect reviewer would confirm / auto-accepted datapoints
   (judged right after routing, before any human touched them); ``ai_exhaustivity_after_check`` in the Phase 2
-  arm counts the datapoints the verifier's EV settled after a human check and how many the ground truth confirms.
+  arm counts the datapoints the verifier's EV settled after a human check and how many the ground truth confirms,
+  and why the others got a human EV (the claim whose threshold it missed; not asked: no threshold, failure signs).
 
 Goal (the issue, after the paper): ``phase2_over_phase1_masks_per_human_hour`` >= 2 at
 ``escaped_error_rate_phase2`` <= ``escaped_error_rate_phase1``; ``goal_met`` says whether this run reached it.
@@ -186,6 +187,7 @@ def right_by_truth(datapoints, ground_truth, annotator_config) -> tuple[int, int
 def ai_exhaustivity_after_check(project, ground_truth, annotator_config) -> dict:
     """The verifier's EV on the masks a human check accepted: how often it was asked, how often it settled the
     datapoint, and how many of those the ground truth confirms (judged at the end, after any audit)."""
+    from dataengine.annotation.models import HumanTask, TaskKind
     from dataengine.annotation.verifying import VERIFY_TASK
     from dataengine.concepts.models import Datapoint
     from dataengine.engine.models import Job
@@ -194,13 +196,21 @@ def ai_exhaustivity_after_check(project, ground_truth, annotator_config) -> dict
                 .values_list("payload__datapoint", flat=True))
     settled = list(Datapoint.objects.filter(pk__in=asked, auto_accepted=True).select_related("media", "concept"))
     right, judged = right_by_truth(settled, ground_truth, annotator_config)
-    # Why the rest went on to a human EV: the claim whose threshold it missed, or had none.
-    left = Counter()
-    for reason in Datapoint.objects.filter(pk__in=asked, auto_accepted=False).values_list("reason", flat=True):
-        found = re.search(r" on (ev\w*)|target precision \((ev\w*)\)", reason or "")
-        left[(found.group(1) or found.group(2)) if found else "other"] += 1
+    # Why the rest went on to a human EV: the claim whose threshold it missed, or had none (then it was not asked),
+    # or failure signs.
+    def why(datapoints) -> dict:
+        counts = Counter()
+        for reason in Datapoint.objects.filter(pk__in=datapoints).values_list("reason", flat=True):
+            found = re.search(r"^failure signs|^EV.* on (ev\w*)|target precision \((ev\w*)\)$", reason or "")
+            counts[(found.group(1) or found.group(2) or "failure signs") if found else "other"] += 1
+        return dict(counts)
+
+    checked = set(HumanTask.objects.filter(project=project, kind=TaskKind.MASK_VERIFICATION)
+                  .values_list("datapoint_id", flat=True))
     return {"asked": len(asked), "auto_accepted": len(settled), "right_by_truth": right,
-            "precision_truth": right / judged if judged else None, "left_to_a_human_by_claim": dict(left)}
+            "precision_truth": right / judged if judged else None,
+            "left_to_a_human_by_claim": why(asked - {d.pk for d in settled}),
+            "not_asked_by_reason": why(checked - asked)}
 
 
 def matched_masks(document: dict, ground_truth, cover_iou: float) -> dict:

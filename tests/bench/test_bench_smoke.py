@@ -146,8 +146,9 @@ def test_quick_routing_benchmark_runs_both_phases_on_the_same_datapoints(tmp_pat
     # Each EV the verifier left to a human after a check is counted under the claim whose threshold it missed.
     left = after_check["left_to_a_human_by_claim"]
     assert sum(left.values()) == after_check["asked"] - after_check["auto_accepted"]
-    assert set(left) <= {"ev", "ev_zero_after_check", "ev_unboxed_explained", "ev_zero_after_check_unboxed_explained",
-                         "other"}
+    claims = {"ev", "ev_zero_after_check", "ev_unboxed_explained", "ev_zero_after_check_unboxed_explained"}
+    assert set(left) <= claims | {"other"}
+    assert set(after_check["not_asked_by_reason"]) <= claims | {"failure signs", "other"}
     assert phase2["human_tasks"].get("exhaustivity_verification", 0) + after_check["auto_accepted"] >= \
         routing["to_human_check"]
     if not routing["to_human_check"]:

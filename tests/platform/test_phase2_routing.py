@@ -225,6 +225,18 @@ def test_after_a_check_exhaustivity_is_certified_on_the_threshold_of_what_the_ch
         assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and "0.95 < 0.99" in dp.reason
 
 
+def test_after_a_check_the_verifier_is_not_asked_where_its_claim_has_no_threshold(phase2, alice):
+    phase2.active_verifier.manifest = {**SPLIT, "thresholds": {**SPLIT["thresholds"], "ev": None}}
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)])
+    verify(phase2, dp, [0.6, 0.5], ev_probs(0.2))
+    check_masks(phase2, alice, ["accept", "reject"])  # a rejected proposal outside the accepted mask: "ev", none
+    dp.refresh_from_db()
+    assert not Job.objects.filter(payload__datapoint=dp.pk, payload__ev_only=True).exists()
+    assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION
+    assert dp.reason == "verifier not calibrated for the target precision (ev)"
+
+
 def test_after_a_check_a_rejected_part_of_the_accepted_mask_explains_itself(phase2, alice):
     phase2.active_verifier.manifest = SPLIT
     phase2.active_verifier.save()

@@ -160,8 +160,8 @@ def request_exhaustivity_after_check(datapoint: Datapoint) -> Job | None:
     A human EV costs far more than an MV (a look at the whole image for what is missing, against a glance at one
     mask), and on the engine's own questions EV is where a verifier is most often sure. Returns None (a human EV
     follows) unless the datapoint was routed by the AI verifiers, the active verifier has a threshold for the claim
-    (``ev`` with masks, ``ev_zero_after_check`` with none) at the project's target precision, and no failure sign
-    bears on it.
+    (``ev`` with masks, ``ev_zero_after_check`` with none, on the kind of question the check left:
+    ``_after_check_claim``) at the project's target precision, and no failure sign bears on it.
     The signs are taken again on what the human kept (a tiny fragment the human rejected is no reason); those
     about presence stay for a claimed absence and are moot once a human accepted a mask."""
     project = datapoint.project
@@ -171,13 +171,18 @@ def request_exhaustivity_after_check(datapoint: Datapoint) -> Job | None:
         return None
     config = ProjectConfig.of(project)
     masks = list(datapoint.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
-    thresholds = thresholds_for(version, config)
-    claim = "ev" if masks else "ev_zero_after_check"
-    if thresholds.for_claim(claim, False)[1] is None and thresholds.for_claim(claim, True)[1] is None:
+    name, threshold, _ = _after_check_claim(datapoint, thresholds_for(version, config), {m.pk for m in masks})
+    if threshold is None:  # the verifier could not settle it: do not ask
+        datapoint.reason = f"verifier not calibrated for the target precision ({name})"
+        datapoint.save(update_fields=["reason", "updated_at"])
         return None
     signs = set(failure_signs(mask_areas=[m.area for m in masks], phrase=datapoint.concept.phrase, config=config,
                               image_area=datapoint.media.width * datapoint.media.height))
-    if signs or (not masks and PRESENCE_SIGNS & set(datapoint.failure_signs or ())):
+    if not masks:  # presence signs bear on a claimed absence only
+        signs |= PRESENCE_SIGNS & set(datapoint.failure_signs or ())
+    if signs:
+        datapoint.reason = f"failure signs after the human check: {', '.join(sorted(signs))}"
+        datapoint.save(update_fields=["reason", "updated_at"])
         return None
     datapoint.state = DatapointState.AI_VERIFICATION
     datapoint.save(update_fields=["state", "updated_at"])
@@ -447,6 +452,22 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         to_exhaustivity_verification(datapoint, ["the verifier judged other masks than the human check accepted"])
         return
     thresholds = thresholds_for(version, config)
+    name, threshold, witnesses = _after_check_claim(datapoint, thresholds, accepted)
+    if threshold is None:
+        to_exhaustivity_verification(datapoint, [f"verifier not calibrated for the target precision ({name})"])
+        return
+    doubt = exhaustivity_doubt(name, float(ev.get(EVOption.ACCEPT, 0.0)), threshold, thresholds, witnesses)
+    if doubt is None:
+        _auto_accept(datapoint, config)
+    else:
+        to_exhaustivity_verification(datapoint, [doubt])
+
+
+def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds,
+                       accepted: set[int]) -> tuple[str, float | None, Witnesses]:
+    """The EV claim on the masks a human check accepted (``ev``, or ``ev_zero_after_check`` with none), its threshold
+    on the kind of question the check left (are the proposals it did not accept all explained?) and SAM 3's
+    witnesses on it."""
     proposal = datapoint.proposals.order_by("-id").first()
     proposed = dict(datapoint.masks.filter(source=MaskSource.MODEL, proposal=proposal).values_list("pk", "score"))
     # The proposals the check did not accept (rejected by the human, or dropped as surely wrong), and AI MV on them.
@@ -458,16 +479,8 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
     explained = unboxed_explained([ai_mv.get(pk) for pk in unboxed], rle_lib.share_inside(
         [rles[pk] for pk in unboxed], [rles[pk] for pk in sorted(accepted)]), thresholds.mv_reject)
     name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained)
-    if threshold is None:
-        to_exhaustivity_verification(datapoint, [f"verifier not calibrated for the target precision ({name})"])
-        return
-    doubt = exhaustivity_doubt(name, float(ev.get(EVOption.ACCEPT, 0.0)), threshold, thresholds, Witnesses(
-        proposal.presence_score if proposal else 0.0, max((proposed[pk] or 0.0 for pk in unboxed), default=0.0),
-        len(proposed)))
-    if doubt is None:
-        _auto_accept(datapoint, config)
-    else:
-        to_exhaustivity_verification(datapoint, [doubt])
+    return name, threshold, Witnesses(proposal.presence_score if proposal else 0.0,
+                                      max((proposed[pk] or 0.0 for pk in unboxed), default=0.0), len(proposed))
 
 
 def _to_human_check(datapoint: Datapoint, kept: list[Mask], route: Route, config: ProjectConfig) -> None:
