@@ -374,9 +374,9 @@ def _mask_key(example: Example, rle: dict) -> tuple:
     return id(example.image), example.phrase, json.dumps(rle, sort_keys=True)
 
 
-def unboxed_explained(model, processor, letter_ids, ev_examples: Sequence[Example], scored: Mapping[tuple, float],
-                      mv_reject: float | None, *, temperature: float, size: int, device,
-                      templates: Mapping[str, Template] | None = None) -> np.ndarray | None:
+def explained_questions(model, processor, letter_ids, ev_examples: Sequence[Example], scored: Mapping[tuple, float],
+                        mv_reject: float | None, *, temperature: float, size: int, device,
+                        templates: Mapping[str, Template] | None = None) -> np.ndarray | None:
     """Per EV question: whether every proposal it leaves unboxed is explained (verifiers.calibration.unboxed_explained),
     as routing judges it. ``scored``: MV P(accept) already known, by ``_mask_key``; the rest are asked with the MV
     adapter. None where some question does not list its unboxed proposals."""
@@ -421,7 +421,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         examples = heldout.examples.get(task) or []
         if hasattr(model, "set_adapter"):
             model.set_adapter(task)  # each task is judged with its own adapter, as the Verifier scores it
-        explained = None if task == "mv" else unboxed_explained(
+        explained = None if task == "mv" else explained_questions(
             model, processor, letter_ids, examples, mv_scored, result["thresholds"].get("mv_reject"),
             temperature=result["temperature"].get("mv", 1.0), size=size, device=device, templates=templates)
         groups = _threshold_groups(task, examples, explained)

@@ -370,6 +370,8 @@ def test_failure_signs_that_bear_on_the_claim_keep_exhaustivity_with_a_human(pha
     assert dp.failure_signs
     assert (dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION) is human_ev
     assert Job.objects.filter(payload__datapoint=dp.pk, payload__ev_only=True).exists() is not human_ev
+    if human_ev:  # the human EV says why the verifier was not asked
+        assert dp.reason.startswith("failure signs after the human check: ")
 
 
 def test_signs_about_masks_are_taken_again_on_the_masks_the_human_kept(phase2, alice):
