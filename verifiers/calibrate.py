@@ -20,10 +20,9 @@ import logging
 import sys
 from pathlib import Path
 
-from verifiers.engine_questions import meta_path
 from verifiers.model import save_verifier
 from verifiers.options import TASKS
-from verifiers.training import Heldout, TrainConfig, evaluate, load_examples, write_readme
+from verifiers.training import Heldout, TrainConfig, evaluate, load_example_sets, write_readme
 
 
 def recalibrate(verifier, heldout: Heldout, out: str | Path, *, config: TrainConfig, data: dict) -> dict:
@@ -53,11 +52,13 @@ def recalibrate(verifier, heldout: Heldout, out: str | Path, *, config: TrainCon
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verifiers.calibrate", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--examples", type=Path, help="JSONL of held-out verdict examples (optional \"gold\")")
+    source.add_argument("--examples", type=Path, action="append",
+                        help="JSONL of held-out verdict examples (optional \"gold\"); repeat for several files")
     source.add_argument("--synthetic", action="store_true", help="held-out questions of the synthetic world")
     parser.add_argument("--checkpoint", required=True, help="verifier folder, s3:// URI or preset:tiny-verifier")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (may be the same)")
-    parser.add_argument("--images", type=Path, help="folder the examples' image paths are relative to")
+    parser.add_argument("--images", type=Path, action="append",
+                        help="folder the examples' image paths are relative to (one per --examples, in order)")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/model-cache"))
     parser.add_argument("--target-precision", type=float, default=TrainConfig.target_precision)
     parser.add_argument("--drop-precision", type=float, default=TrainConfig.drop_precision,
@@ -88,13 +89,12 @@ def main(argv: list[str] | None = None) -> int:
                                           calibration_fraction=args.calibration_fraction,
                                           adjudicators=args.adjudicators)
     else:
-        if args.images is None:
-            parser.error("--examples needs --images")
-        examples = load_examples(args.examples, args.images)
-        heldout = Heldout({t: [e for e in examples if e.task == t] for t in ("mv", "ev")}, args.calibration_fraction)
-        data = {"source": str(args.examples), "n": {t: len(v) for t, v in heldout.examples.items()}}
-        if meta_path(args.examples).exists():  # how the examples were made (verifiers.engine_questions)
-            data["examples"] = json.loads(meta_path(args.examples).read_text())
+        if len(args.images or []) != len(args.examples):
+            parser.error("each --examples needs its --images")
+        examples, sources = load_example_sets(args.examples, args.images)
+        heldout = Heldout({t: [e for e in examples if e.task == t] for t in ("mv", "ev")}, args.calibration_fraction,
+                          keep_encoded=False)
+        data = {"sources": sources, "n": {t: len(v) for t, v in heldout.examples.items()}}
     config = TrainConfig(target_precision=args.target_precision, drop_precision=args.drop_precision,
                          min_support=args.min_support)
     manifest = recalibrate(verifier, heldout, args.out, config=config, data=data)

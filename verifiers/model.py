@@ -174,6 +174,34 @@ def open_cross_attention_gates(model, value: float) -> int:
     return n
 
 
+def rescale_render(verifier: "Verifier", size: int) -> None:
+    """Show ``verifier`` its composites at ``size`` px, a whole multiple f of its render size, on the same patch grid:
+    the patch embedding's kernel grows f times and starts as the old kernel spread over f × f pixels, so the model
+    first computes what it computed on the smaller render (the same sum over an f-pooled image) and training can
+    then use the detail the smaller render lost (a 7-px shape at 112 px is 14 px at 224)."""
+    factor, rest = divmod(size, verifier.render_size)
+    if factor < 1 or rest:
+        raise ValueError(f"render size {size} is not a whole multiple of {verifier.render_size}")
+    if factor == 1:
+        return
+    core = verifier.model.get_base_model() if hasattr(verifier.model, "get_base_model") else verifier.model
+    vision = core.model.vision_model
+    old = vision.patch_embedding
+    patch = old.kernel_size[0] * factor
+    new = torch.nn.Conv2d(old.in_channels, old.out_channels, kernel_size=patch, stride=patch, padding="valid",
+                          bias=old.bias is not None).to(old.weight.device, old.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(old.weight.repeat_interleave(factor, 2).repeat_interleave(factor, 3) / factor**2)
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    vision.patch_embedding, vision.image_size, vision.patch_size = new, size, patch
+    core.config.vision_config.image_size, core.config.vision_config.patch_size = size, patch
+    image_processor = verifier.processor.image_processor
+    verifier.processor.image_processor = type(image_processor).from_dict(
+        {**image_processor.to_dict(), "size": {"height": size, "width": size}})
+    verifier.render_size = verifier.manifest["render_size"] = size
+
+
 @contextmanager
 def _quiet_peft():
     # peft 0.21 reads transformers' deprecated ``is_gradient_checkpointing``: not our call to fix.

@@ -34,7 +34,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from verifiers.training import Heldout, TrainConfig, cycle_examples, load_examples, run_training, shuffled, \
+from verifiers.training import Heldout, TrainConfig, cycle_examples, load_example_sets, run_training, shuffled, \
     split_heldout
 
 
@@ -86,9 +86,11 @@ def _cycle_source(examples: list, seed: str):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verifiers.train", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--examples", type=Path, help="JSONL of verdict examples")
+    source.add_argument("--examples", type=Path, action="append",
+                        help="JSONL of verdict examples (repeat for several files, each with its --images)")
     source.add_argument("--synthetic", action="store_true", help="stream examples from the synthetic world")
-    parser.add_argument("--images", type=Path, help="folder the examples' image paths are relative to")
+    parser.add_argument("--images", type=Path, action="append",
+                        help="folder the examples' image paths are relative to (one per --examples, in order)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--init", default=None, help="verifier to start from (default: a random tiny one)")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/model-cache"))
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(config.threads)
-    from verifiers.model import build_tiny_verifier, load_verifier, open_cross_attention_gates
+    from verifiers.model import build_tiny_verifier, load_verifier, open_cross_attention_gates, rescale_render
 
     init = None  # the verifier a continued run starts from: its URI and version (a local path alone says little)
     if args.init:
@@ -116,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         verifier = build_tiny_verifier(config.seed)
         open_cross_attention_gates(verifier.model, config.cross_attn_gate)  # from scratch: let the image in
+    if config.render_size:
+        try:
+            rescale_render(verifier, config.render_size)
+        except ValueError as exc:
+            parser.error(f"--render-size: {exc}")
 
     if args.synthetic:
         streams, heldout, data = _synthetic_sources(config, world_seed=args.world_seed,
@@ -123,14 +130,14 @@ def main(argv: list[str] | None = None) -> int:
                                                     error_rate=args.annotator_error_rate)
         data["init"] = init
     else:
-        if args.images is None:
-            parser.error("--examples needs --images")
-        examples = load_examples(args.examples, args.images)
+        if len(args.images or []) != len(args.examples):
+            parser.error("each --examples needs its --images")
+        examples, sources = load_example_sets(args.examples, args.images)
         train, held = split_heldout(examples, args.heldout_fraction)
         by_task = {t: [e for e in train if e.task == t] for t in ("mv", "ev")}
         streams = {t: _cycle_source(xs, f"{config.seed}:{t}") for t, xs in by_task.items() if xs}
         heldout = Heldout({t: [e for e in held if e.task == t] for t in ("mv", "ev")}, config.calibration_fraction)
-        data = {"source": str(args.examples), "n_train": {t: len(v) for t, v in by_task.items()},
+        data = {"sources": sources, "n_train": {t: len(v) for t, v in by_task.items()},
                 "n_heldout": {t: len(v) for t, v in heldout.examples.items()}, "init": init}
         if not args.init and not config.base_steps and not config.base_minutes:
             logging.warning("training adapters on a random base stays at chance: pass --init or --base-steps")

@@ -37,6 +37,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -98,6 +99,9 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ...
     data_workers: int = 0  # processes rendering + encoding training batches (0: in the main process)
     prefetch: int = 4  # batches each data worker keeps ready
+    # Show the composites at this many px (a whole multiple of the starting verifier's render size, its patch grid
+    # kept: verifiers.model.rescale_render); 0 keeps the render size.
+    render_size: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -149,11 +153,12 @@ def batch_inputs(processor, examples: Sequence[Example], *, size: int, rng: rand
 
 
 def heldout_batches(processor, examples: Sequence[Example], *, size: int, batch_size: int = 64,
-                    templates: Mapping[str, Template] | None = None) -> list[dict]:
-    """Encoded inputs (canonical option order, on CPU) of held-out examples, ``batch_size`` at a time."""
-    return [batch_inputs(processor, examples[start:start + batch_size], size=size, rng=None, shuffle_prob=0.0,
-                         templates=templates)[0]
-            for start in range(0, len(examples), batch_size)]
+                    templates: Mapping[str, Template] | None = None) -> Iterator[dict]:
+    """Encoded inputs (canonical option order, on CPU) of held-out examples, ``batch_size`` at a time, encoded as
+    they are read (tens of thousands at once would not fit in memory: ~0.3 MB each at 112 px, 1.2 MB at 224)."""
+    for start in range(0, len(examples), batch_size):
+        yield batch_inputs(processor, examples[start:start + batch_size], size=size, rng=None, shuffle_prob=0.0,
+                           templates=templates)[0]
 
 
 def _to(inputs: dict, device: torch.device) -> dict:
@@ -165,7 +170,7 @@ def _to(inputs: dict, device: torch.device) -> dict:
 @torch.no_grad()
 def heldout_logits(model, processor, letter_ids, examples: Sequence[Example], *, size: int,
                    batch_size: int = 64, device: torch.device | str | None = None,
-                   encoded: Sequence[dict] | None = None) -> np.ndarray:
+                   encoded: Iterable[dict] | None = None) -> np.ndarray:
     """Raw option logits [N, K] (canonical option order) for held-out examples of one task.
 
     ``encoded``: their ``heldout_batches`` when already computed; ``device``: where the model is (default cpu)."""
@@ -222,6 +227,22 @@ def split_heldout(examples: Sequence[Example], fraction: float) -> tuple[list[Ex
         bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32
         (held if bucket < fraction else train).append(example)
     return train, held
+
+
+def load_example_sets(paths: Sequence[str | Path], images_dirs: Sequence[str | Path]) -> tuple[list[Example], list]:
+    """The examples of several files, each read with the folder its images are relative to (``load_examples``),
+    and where each came from: its path, its images and, where the file has one, how it was made
+    (``verifiers.engine_questions``' meta file)."""
+    from verifiers.engine_questions import meta_path
+
+    if len(paths) != len(images_dirs) or not paths:
+        raise ValueError(f"each examples file needs its images folder: {len(paths)} files, {len(images_dirs)} folders")
+    examples, sources = [], []
+    for path, images in zip(paths, images_dirs):
+        examples += load_examples(path, images)
+        made_by = json.loads(meta_path(path).read_text()) if meta_path(path).exists() else None
+        sources.append({"path": str(path), "images": str(images), "made_by": made_by})
+    return examples, sources
 
 
 def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
@@ -308,6 +329,9 @@ class Heldout:
 
     examples: dict[str, list[Example]]
     calibration_fraction: float = 0.5
+    # Keep the encoded inputs between evaluations (training evaluates the same small set again and again); a
+    # one-off calibration on a large set encodes them as it goes.
+    keep_encoded: bool = True
     _encoded: dict = field(default_factory=dict, repr=False, compare=False)
 
     def halves(self, task: str) -> tuple[list[int], list[int]]:
@@ -324,13 +348,17 @@ class Heldout:
         return sorted(calib), sorted(test)
 
     def encoded(self, task: str, processor, *, size: int, batch_size: int = 64,
-                templates: Mapping[str, Template] | None = None) -> list[dict]:
-        """The task's examples encoded once (they never change): evaluations stop re-rendering them."""
+                templates: Mapping[str, Template] | None = None) -> Iterable[dict]:
+        """The task's examples encoded, once where ``keep_encoded`` (they never change): evaluations stop
+        re-rendering them."""
+        batches = partial(heldout_batches, processor, self.examples.get(task) or [], size=size, batch_size=batch_size,
+                          templates=templates)
+        if not self.keep_encoded:
+            return batches()
         version = ((templates or {}).get(task) or template_for(task)).version
         key = (task, id(processor), size, batch_size, version)
         if key not in self._encoded:
-            self._encoded[key] = heldout_batches(processor, self.examples.get(task) or [], size=size,
-                                                 batch_size=batch_size, templates=templates)
+            self._encoded[key] = list(batches())
         return self._encoded[key]
 
 
@@ -739,6 +767,11 @@ def run_training(verifier: Verifier, streams: dict[str, StreamSource], heldout: 
     return best["manifest"]
 
 
+def _sources(data: dict) -> str:
+    # Versions made before several example files could be given name one "source".
+    return " + ".join(source["path"] for source in data.get("sources") or []) or str(data.get("source"))
+
+
 def write_readme(folder: str | Path, manifest: dict) -> None:
     """README.md next to the checkpoint: what it is, how it was made, the learning curve and the report."""
     folder = Path(folder)
@@ -751,7 +784,7 @@ def write_readme(folder: str | Path, manifest: dict) -> None:
              "Labels are SIMULATED-annotator verdicts on the synthetic shapes world, not human data.", ""]
     calibrated = manifest.get("calibration")
     recalibrated = [f"- recalibrated with `python -m verifiers.calibrate` from `{calibrated['from_version']}` on "
-                    f"{calibrated['data'].get('source')} (same weights)"] if calibrated else []
+                    f"{_sources(calibrated['data'])} (same weights)"] if calibrated else []
     lines += [f"- code version `{manifest.get('code_version')}`, templates {manifest.get('template_versions')}",
               f"- steps {training.get('steps')} (batch {training.get('batch_size')}), "
               f"{training.get('minutes')} min, stage `{training.get('stage')}`",

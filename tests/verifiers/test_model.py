@@ -17,6 +17,7 @@ from verifiers.model import (
     encode,
     load_verifier,
     option_logits,
+    rescale_render,
     save_verifier,
 )
 from verifiers.options import EV_OPTIONS, MV_OPTIONS
@@ -113,6 +114,30 @@ def test_save_and_load_round_trip_exactly(tmp_path, tiny, scene_image, scene_rle
             "adapters/ev/adapter_model.safetensors"} <= set(manifest["files"])
     assert manifest["template_versions"] == {"mv": "mv.v1", "ev": "ev.v2"}
     assert manifest["peft_version"] and manifest["code_version"]
+
+
+def test_a_larger_render_starts_where_the_smaller_one_was_and_survives_a_save(tmp_path, tiny_checkpoint, scene_image,
+                                                                              scene_rles):
+    verifier = load_verifier(str(tiny_checkpoint), cache_dir=tmp_path)
+    vision = verifier.model.get_base_model().model.vision_model
+    pixels = torch.rand(1, 3, 112, 112)
+    with torch.no_grad():
+        before = vision.patch_embedding(pixels)
+    with pytest.raises(ValueError, match="not a whole multiple"):
+        rescale_render(verifier, 200)
+    rescale_render(verifier, 224)
+    # The 224-px kernel on a 224-px image whose 2 x 2 blocks repeat a 112-px one: the 112-px kernel's patches.
+    with torch.no_grad():
+        after = vision.patch_embedding(pixels.repeat_interleave(2, 2).repeat_interleave(2, 3))
+    assert after.shape == before.shape == (1, 128, 7, 7)
+    assert torch.allclose(after, before, atol=1e-5)
+    items = [MVItem(scene_image, scene_rles[1], "yellow circle")]
+    scores = verifier.score_mv(items)
+    save_verifier(verifier, tmp_path / "at224", manifest={"model_version": "at224-v1"})
+    again = load_verifier(str(tmp_path / "at224"), cache_dir=tmp_path)
+    assert again.render_size == 224 and again.manifest["render_size"] == 224
+    assert again.processor.image_processor.size["height"] == 224
+    assert again.score_mv(items) == scores
 
 
 def test_the_fit_with_sam3s_witnesses_is_part_of_the_version_name(tmp_path, tiny_checkpoint):

@@ -170,6 +170,22 @@ def test_heldout_split_keeps_each_image_and_phrase_on_one_side(tmp_path):
 
 
 @pytest.mark.slow
+def test_training_can_show_a_verifier_larger_composites(tmp_path):
+    from verifiers.train import main
+
+    path, images = _write_examples(tmp_path)
+    args = ["--examples", str(path), "--images", str(images), "--init", "preset:tiny?seed=0", "--base-steps", "1",
+            "--batch-size", "4", "--heldout-fraction", "0.3", "--warmup-steps", "1"]
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "bad"), "--render-size", "200"])
+    assert main([*args, "--out", str(tmp_path / "out"), "--render-size", "224"]) == 0
+    verifier = load_verifier(str(tmp_path / "out"), cache_dir=tmp_path)
+    assert verifier.render_size == 224 and verifier.manifest["training"]["config"]["render_size"] == 224
+    vision = verifier.model.get_base_model().config.vision_config
+    assert (vision.image_size, vision.patch_size) == (224, 32)  # the same 7 x 7 patch grid as at 112 px
+
+
+@pytest.mark.slow
 def test_train_command_writes_a_calibrated_checkpoint_with_a_report(tmp_path):
     from verifiers.train import main
 
@@ -224,7 +240,8 @@ def test_committed_tiny_checkpoint_loads_with_its_calibration(tmp_path):
             assert 1 - calibration.wilson_lower(wrong, n) >= target, (name, row)
     # Fine-tuned from the synthetic-trained verifier on, and calibrated on, the questions the engine asks.
     assert manifest["training"]["data"]["init"]["model_version"].startswith("verifier-")
-    assert manifest["calibration"]["data"]["examples"]["source"] == "verifiers.engine_questions"
+    sources = manifest["calibration"]["data"]["sources"]
+    assert sources and all(s["made_by"]["source"] == "verifiers.engine_questions" for s in sources)
     assert manifest["learning_curve"] and (CHECKPOINT / "README.md").is_file()
     assert sum(p.stat().st_size for p in CHECKPOINT.rglob("*") if p.is_file()) < 20_000_000
 
@@ -234,11 +251,21 @@ def test_recalibration_makes_a_new_version_that_names_its_source(tmp_path, tiny_
     from verifiers.calibrate import main
 
     path, images = _write_examples(tmp_path)
+    (tmp_path / "more").mkdir()
+    more, more_images = _write_examples(tmp_path / "more")  # another world: the same image names, other folder
     out = tmp_path / "recalibrated"
+    with pytest.raises(SystemExit):  # a file without its folder
+        main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--examples", str(path), "--examples",
+              str(more), "--images", str(images)])
     assert main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--examples", str(path), "--images",
-                 str(images), "--target-precision", "0.9", "--min-support", "3", "--calibration-fraction", "0.5"]) == 0
+                 str(images), "--examples", str(more), "--images", str(more_images), "--target-precision", "0.9",
+                 "--min-support", "3", "--calibration-fraction", "0.5"]) == 0
     source = json.loads((tiny_checkpoint / "manifest.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
+    data = manifest["calibration"]["data"]
+    assert [s["path"] for s in data["sources"]] == [str(path), str(more)]
+    assert sum(data["n"].values()) == 2 * len(path.read_text().splitlines())
+    assert f"on {path} + {more} (same weights)" in (out / "README.md").read_text()
     assert manifest["calibration"]["from_version"] == source["model_version"] != manifest["model_version"]
     assert manifest["target_precision"] == 0.9
     assert set(manifest["thresholds"]) == {"mv", "mv_reject", "ev", "ev_zero", "ev_zero_after_check"}
@@ -444,6 +471,12 @@ def test_calibration_asks_each_question_as_the_verifier_will_be_asked_in_routing
 
     np.testing.assert_allclose(probabilities(own), asked, atol=1e-5)
     assert np.abs(probabilities(None) - asked).max() > 1e-5, "the current template draws other boxes"
+    # A one-off calibration on a large set encodes as it goes: the same logits, nothing kept in memory.
+    once = Heldout({"ev": examples}, keep_encoded=False)
+    np.testing.assert_array_equal(heldout_logits(
+        verifier.model, verifier.processor, verifier.letter_ids, examples, size=verifier.render_size,
+        encoded=once.encoded("ev", verifier.processor, size=verifier.render_size, templates=own)), logits(own))
+    assert heldout._encoded and not once._encoded
 
 
 def test_every_kind_of_question_gets_its_test_share(scene_image):
