@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: venv demo test test-fast bench schema serve worker clean-data tiny-model tiny-tracker verifier-tiny \
-	verifier-engine-tune verifier-calibrate
+	verifier-engine-tune verifier-calibrate verifier-validate
 
 venv: $(VENV)/.installed
 	@bash scripts/install-wordnet.sh
@@ -83,15 +83,31 @@ verifier-engine-tune: venv
 		--shuffle-prob 0 --mv-fraction 0.3 --mv-accept-fraction 0.5 --cross-attn-gate 1.0 --threads 1 \
 		--heldout-fraction 0.1 --calibration-fraction 0.75 --eval-every 400
 
-# Choose the verifier's thresholds on the questions the engine asks (the same kind, on world 5, which no model
-# trained on or is measured on; three simulated annotators per gold verdict) -> checkpoints/verifier-tiny.
-# ~15 minutes; rerun after the SAM 3 checkpoint changes.
+# Choose the verifier's thresholds on the questions the engine asks (the same kind, on worlds 5, 6 and 11, which no
+# model trained on or is measured on; three simulated annotators per gold verdict) -> checkpoints/verifier-tiny.
+# ~60 minutes; rerun after the SAM 3 checkpoint changes. More worlds, tighter bounds: a threshold is certified where
+# the lower confidence bound of its precision meets the target.
+CALIB_WORLDS := 5 6 11
 verifier-calibrate: venv
-	$(PY) -m model.synthetic --seed 5 --images 1800 --out data/calib-world
-	PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \
-		--gold data/calib-world/gold.json --out data/calib-world/examples.jsonl --refine-with checkpoints/sam3-tracker-tiny
+	for seed in $(CALIB_WORLDS); do \
+		$(PY) -m model.synthetic --seed $$seed --images 1800 --out data/calib-world$$seed && \
+		PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \
+			--gold data/calib-world$$seed/gold.json --out data/calib-world$$seed/examples.jsonl \
+			--refine-with checkpoints/sam3-tracker-tiny || exit 1; \
+	done
 	PYTHONPATH=platform:. $(PY) -m verifiers.calibrate --checkpoint $(or $(VERIFIER_SOURCE),checkpoints/verifier-tiny) \
-		--out checkpoints/verifier-tiny --examples data/calib-world/examples.jsonl --images data/calib-world
+		--out checkpoints/verifier-tiny --threads 2 $(foreach seed,$(CALIB_WORLDS),\
+		--examples data/calib-world$(seed)/examples.jsonl --images data/calib-world$(seed))
+
+# Do the committed verifier's thresholds hold on questions of a world nothing was trained or calibrated on (12)?
+# Prints each threshold's coverage and precision with 95% bounds (verifiers.validate). ~15 minutes.
+verifier-validate: venv
+	$(PY) -m model.synthetic --seed 12 --images 1800 --out data/check-world12
+	PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \
+		--gold data/check-world12/gold.json --out data/check-world12/examples.jsonl \
+		--refine-with checkpoints/sam3-tracker-tiny
+	PYTHONPATH=platform:. $(PY) -m verifiers.validate --checkpoint checkpoints/verifier-tiny --threads 2 \
+		--examples data/check-world12/examples.jsonl --images data/check-world12
 
 schema: venv
 	# Generated against PostgreSQL (integer bounds in the schema follow the database), as the drift test does.

@@ -1,5 +1,5 @@
 """Recalibrate a verifier: ``python -m verifiers.calibrate --checkpoint URI --out FOLDER (--synthetic | --examples
-EXAMPLES.jsonl --images DIR) [--target-precision P]``.
+EXAMPLES.jsonl --images DIR [--examples ... --images ...]) [--target-precision P]``.
 
 The weights stay; the temperatures, the thresholds (``mv``, ``mv_reject``, ``ev``, ``ev_zero``, ``ev_zero_after_check``)
 and, where the questions carry SAM 3's witnesses, the weights combining them with the verifier are chosen again
@@ -10,7 +10,11 @@ one it came from. Use it when gold verdicts arrive or a project's target precisi
 the engine really asks (``verifiers.engine_questions``: the routing's thresholds must hold there)::
 
     PYTHONPATH=platform:. python -m verifiers.calibrate --checkpoint checkpoints/verifier-tiny \\
-        --out checkpoints/verifier-tiny --examples data/calib-world/examples.jsonl --images data/calib-world
+        --out checkpoints/verifier-tiny --examples data/calib-world5/examples.jsonl --images data/calib-world5 \\
+        --examples data/calib-world6/examples.jsonl --images data/calib-world6
+
+Several files (each with its images folder) pool their questions: more held-out verdicts, a tighter bound on each
+threshold's precision.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 calibrating thresholds on the distribution the routing meets.
 
     PYTHONPATH=platform:. python -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \\
-        --gold data/calib-world/gold.json --out data/calib-world/examples.jsonl [--max-instances 3] \\
+        --gold data/calib-world5/gold.json --out data/calib-world5/examples.jsonl [--max-instances 3] \\
         [--refine-with checkpoints/sam3-tracker-tiny]
 
 ``verifiers.synthetic`` builds balanced questions to teach a verifier (as many incomplete boxed sets as complete
