@@ -373,7 +373,7 @@ def calibration_label(example: Example) -> str:
 BEFORE_CHECK_KINDS = frozenset({"engine_before_check", "outcome_before_check"})
 
 
-def _threshold_groups(task: str, examples: Sequence[Example],
+def threshold_groups(task: str, examples: Sequence[Example],
                       explained: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Which held-out items each threshold is chosen on. MV: every mask. EV: ``ev`` on questions with boxes
     (are these masks all of them?), ``ev_zero`` on zero-box questions asked before any human look and
@@ -398,7 +398,8 @@ def _threshold_groups(task: str, examples: Sequence[Example],
     return split
 
 
-def _mask_key(example: Example, rle: dict) -> tuple:
+def mask_key(example: Example, rle: dict) -> tuple:
+    """The MV question on ``rle`` for ``example``'s image and phrase: MV scores are looked up by it."""
     return id(example.image), example.phrase, json.dumps(rle, sort_keys=True)
 
 
@@ -406,7 +407,7 @@ def explained_questions(model, processor, letter_ids, ev_examples: Sequence[Exam
                         mv_reject: float | None, *, temperature: float, size: int, device,
                         templates: Mapping[str, Template] | None = None) -> np.ndarray | None:
     """Per EV question: whether every proposal it leaves unboxed is explained (verifiers.calibration.unboxed_explained),
-    as routing judges it. ``scored``: MV P(accept) already known, by ``_mask_key``; the rest are asked with the MV
+    as routing judges it. ``scored``: MV P(accept) already known, by ``mask_key``; the rest are asked with the MV
     adapter. None where some question does not list its unboxed proposals."""
     if not ev_examples or any(e.unboxed_rles is None for e in ev_examples):
         return None
@@ -414,7 +415,7 @@ def explained_questions(model, processor, letter_ids, ev_examples: Sequence[Exam
     missing: dict[tuple, Example] = {}
     for example in ev_examples:
         for rle in example.unboxed_rles:
-            key = _mask_key(example, rle)
+            key = mask_key(example, rle)
             if key not in known and key not in missing:
                 missing[key] = Example("mv", example.image, example.phrase, [rle], "reject")
     if missing:
@@ -427,7 +428,7 @@ def explained_questions(model, processor, letter_ids, ev_examples: Sequence[Exam
         known.update(zip(missing, calibration.softmax(logits, temperature)[:, accept_idx].sum(axis=1)))
         if hasattr(model, "set_adapter"):
             model.set_adapter("ev")
-    return np.array([calibration.unboxed_explained([known[_mask_key(e, r)] for r in e.unboxed_rles],
+    return np.array([calibration.unboxed_explained([known[mask_key(e, r)] for r in e.unboxed_rles],
                                                    rle_lib.share_inside(e.unboxed_rles, e.rles), mv_reject)
                      for e in ev_examples], dtype=bool)
 
@@ -444,7 +445,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
     precision at each threshold against the adjudicated verdicts on the test half."""
     device = torch.device(device) if device is not None else resolve_device(config.device)
     result = {"temperature": {}, "thresholds": {}, "metrics": {}, "with_sam3": {}}
-    mv_scored: dict[tuple, float] = {}  # MV P(accept) by _mask_key, for the EV claims' split
+    mv_scored: dict[tuple, float] = {}  # MV P(accept) by mask_key, for the EV claims' split
     for task in TASKS:
         examples = heldout.examples.get(task) or []
         if hasattr(model, "set_adapter"):
@@ -452,7 +453,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         explained = None if task == "mv" else explained_questions(
             model, processor, letter_ids, examples, mv_scored, result["thresholds"].get("mv_reject"),
             temperature=result["temperature"].get("mv", 1.0), size=size, device=device, templates=templates)
-        groups = _threshold_groups(task, examples, explained)
+        groups = threshold_groups(task, examples, explained)
         if not examples:
             result["temperature"][task] = 1.0
             result["thresholds"].update({name: None for name in groups})
@@ -508,7 +509,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
                 "n_test": int(len(test)), "test_coverage": float(len(dropped) / len(test)) if len(test) else 0.0,
                 "test_precision_vs_adjudicated": float((~calibrated_accept[dropped]).mean()) if len(dropped) else None}
             result["thresholds"]["mv_reject"] = reject
-            mv_scored = {_mask_key(e, e.rles[0]): float(p) for e, p in zip(examples, p_accept)}
+            mv_scored = {mask_key(e, e.rles[0]): float(p) for e, p in zip(examples, p_accept)}
         predicted = calibration.softmax(logits[test], temperature).argmax(axis=1)
         by_kind: dict[str, list[int]] = {}
         for i, p in zip(test, predicted):

@@ -25,13 +25,13 @@ from verifiers.options import TASKS, options_for
 from verifiers.synthetic import Example
 from verifiers.training import (
     ACCEPTS,
-    _mask_key,
-    _threshold_groups,
     calibration_label,
     explained_questions,
     heldout_batches,
     heldout_logits,
     load_example_sets,
+    mask_key,
+    threshold_groups,
 )
 
 
@@ -54,7 +54,7 @@ def validate(verifier, examples: Sequence[Example], *, device: str = "cpu") -> d
     templates = {t: verifier.template(t) for t in TASKS}
     model, processor, letter_ids, size = verifier.model, verifier.processor, verifier.letter_ids, verifier.render_size
     report: dict[str, dict] = {}
-    p_accept, right, mv_scored = {}, {}, {}
+    mv_scored: dict[tuple, float] = {}  # MV P(accept) by mask_key, for the EV claims' split
     for task in TASKS:
         asked = [e for e in examples if e.task == task]
         if not asked:
@@ -64,34 +64,33 @@ def validate(verifier, examples: Sequence[Example], *, device: str = "cpu") -> d
                                 encoded=heldout_batches(processor, asked, size=size, templates=templates))
         options = options_for(task)
         accept = [options.index(o) for o in ACCEPTS[task]]
-        p_accept[task] = calibration.softmax(logits, float(temperature.get(task) or 1.0))[:, accept].sum(axis=1)
-        right[task] = np.array([calibration_label(e) in ACCEPTS[task] for e in asked], dtype=bool)
+        p_accept = calibration.softmax(logits, float(temperature.get(task) or 1.0))[:, accept].sum(axis=1)
+        right = np.array([calibration_label(e) in ACCEPTS[task] for e in asked], dtype=bool)
         if task == "mv":
-            mv_scored = {_mask_key(e, e.rles[0]): float(p) for e, p in zip(asked, p_accept[task])}
+            mv_scored = {mask_key(e, e.rles[0]): float(p) for e, p in zip(asked, p_accept)}
             everything = np.ones(len(asked), dtype=bool)
             if thresholds.get("mv") is not None:
-                report["mv"] = _claim_report(p_accept[task] >= thresholds["mv"], everything, right[task],
-                                             thresholds["mv"], target)
+                report["mv"] = _claim_report(p_accept >= thresholds["mv"], everything, right, thresholds["mv"], target)
             if thresholds.get("mv_reject") is not None:
-                report["mv_reject"] = _claim_report(p_accept[task] <= thresholds["mv_reject"], everything,
-                                                    ~right[task], thresholds["mv_reject"],
+                report["mv_reject"] = _claim_report(p_accept <= thresholds["mv_reject"], everything, ~right,
+                                                    thresholds["mv_reject"],
                                                     float(manifest.get("drop_precision", target)))
             continue
         split = any(name.endswith(UNBOXED_EXPLAINED) for name in thresholds)
         explained = explained_questions(model, processor, letter_ids, asked, mv_scored, thresholds.get("mv_reject"),
                                         temperature=float(temperature.get("mv") or 1.0), size=size, device=device,
                                         templates=templates) if split else None
-        for name, member in _threshold_groups(task, asked, explained).items():
+        for name, member in threshold_groups(task, asked, explained).items():
             threshold = thresholds.get(name)
             if threshold is None:
                 continue
-            score = p_accept[task]
+            score = p_accept
             weights = (manifest.get("with_sam3") or {}).get(name)
             if weights:
                 witnesses = {w: np.array([getattr(e, w) if m and getattr(e, w) is not None else 0.5
                                           for e, m in zip(asked, member)]) for w in SAM3_WITNESSES}
                 score = calibration.with_sam3(score, witnesses, weights)
-            report[name] = _claim_report(member & (score >= threshold), member, right[task], threshold, target)
+            report[name] = _claim_report(member & (score >= threshold), member, right, threshold, target)
     return report
 
 

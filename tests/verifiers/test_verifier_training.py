@@ -10,7 +10,7 @@ import pytest
 from verifiers import calibration
 from verifiers.model import load_verifier
 from verifiers.synthetic import Example, scene_examples
-from verifiers.training import _threshold_groups, correction_examples, load_examples, split_heldout
+from verifiers.training import threshold_groups, correction_examples, load_examples, split_heldout
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "verifier-tiny"
 
@@ -108,12 +108,12 @@ def test_absence_before_and_after_a_human_check_is_calibrated_on_its_own_questio
 
     engine = [ev("engine_before_check"), ev("engine_zero_boxes"), ev("engine_after_mv", scene_rles[:1]),
               ev("outcome_before_check")]
-    groups = {name: member.tolist() for name, member in _threshold_groups("ev", engine).items()}
+    groups = {name: member.tolist() for name, member in threshold_groups("ev", engine).items()}
     assert groups == {"ev": [False, False, True, False], "ev_zero": [True, False, False, True],
                       "ev_zero_after_check": [False, True, False, False]}
     # Questions that do not say when they were asked (the synthetic set) serve both claims.
     synthetic = [ev("ev_zero_absent"), ev("ev_complete", scene_rles[:1])]
-    groups = {name: member.tolist() for name, member in _threshold_groups("ev", synthetic).items()}
+    groups = {name: member.tolist() for name, member in threshold_groups("ev", synthetic).items()}
     assert groups["ev_zero"] == groups["ev_zero_after_check"] == [True, False]
 
 
@@ -124,7 +124,7 @@ def test_each_ev_claim_is_split_by_whether_mv_is_sure_every_unboxed_proposal_is_
     engine = [ev("engine_before_check"), ev("engine_before_check"), ev("engine_after_mv", scene_rles[:1]),
               ev("engine_zero_boxes")]
     groups = {name: member.tolist() for name, member in
-              _threshold_groups("ev", engine, np.array([True, False, True, False])).items()}
+              threshold_groups("ev", engine, np.array([True, False, True, False])).items()}
     assert groups == {"ev": [False, False, False, False], "ev_unboxed_explained": [False, False, True, False],
                       "ev_zero": [False, True, False, False], "ev_zero_unboxed_explained": [True, False, False, False],
                       "ev_zero_after_check": [False, False, False, True],
