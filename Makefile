@@ -85,7 +85,7 @@ verifier-engine-tune: venv
 
 # Choose the verifier's thresholds on the questions the engine asks (the same kind, on worlds 5, 6 and 11, which no
 # model trained on or is measured on; three simulated annotators per gold verdict) -> checkpoints/verifier-tiny.
-# ~60 minutes; rerun after the SAM 3 checkpoint changes. More worlds, tighter bounds: a threshold is certified where
+# ~30 minutes; rerun after the SAM 3 checkpoint changes. More worlds, tighter bounds: a threshold is certified where
 # the lower confidence bound of its precision meets the target.
 CALIB_WORLDS := 5 6 11
 verifier-calibrate: venv
@@ -100,7 +100,7 @@ verifier-calibrate: venv
 		--examples data/calib-world$(seed)/examples.jsonl --images data/calib-world$(seed))
 
 # Do the committed verifier's thresholds hold on questions of a world nothing was trained or calibrated on (12)?
-# Prints each threshold's coverage and precision with 95% bounds (verifiers.validate). ~15 minutes.
+# Prints each threshold's coverage and precision with 95% bounds (verifiers.validate). ~10 minutes.
 verifier-validate: venv
 	$(PY) -m model.synthetic --seed 12 --images 1800 --out data/check-world12
 	PYTHONPATH=platform:. $(PY) -m verifiers.engine_questions --sam3 checkpoints/sam3-tiny \
