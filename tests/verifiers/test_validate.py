@@ -50,6 +50,9 @@ def test_the_command_refuses_the_verdicts_the_version_was_calibrated_on(tmp_path
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(out), "--examples", str(path), "--images", str(images)])
     assert "validate on other verdicts" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a file without its folder
+        main(["--checkpoint", str(out), "--examples", str(path), "--examples", str(path), "--images", str(images)])
+    assert "each --examples needs its --images" in capsys.readouterr().err
     (tmp_path / "fresh").mkdir()
     fresh, fresh_images = _write_examples(tmp_path / "fresh")
     assert main(["--checkpoint", str(out), "--examples", str(fresh), "--images", str(fresh_images)]) == 0
