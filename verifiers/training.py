@@ -398,6 +398,20 @@ def threshold_groups(task: str, examples: Sequence[Example],
     return split
 
 
+def accept_probability(task: str, logits: np.ndarray, temperature: float) -> np.ndarray:
+    """P(accept) per question from its option logits (canonical order) at ``temperature``: the softmax summed over
+    the task's accepting options (MV: accept, accept as text)."""
+    options = options_for(task)
+    return calibration.softmax(logits, temperature)[:, [options.index(o) for o in ACCEPTS[task]]].sum(axis=1)
+
+
+def claim_witnesses(examples: Sequence[Example], member: np.ndarray, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """SAM 3's witnesses ``names`` of every question, as ``calibration.with_sam3`` weighs them; 0.5 (a placeholder
+    no threshold reads) on the questions outside the claim (``member``)."""
+    return {w: np.array([getattr(e, w) if m else 0.5 for e, m in zip(examples, member)], dtype=np.float64)
+            for w in names}
+
+
 def mask_key(example: Example, rle: dict) -> tuple:
     """The MV question on ``rle`` for ``example``'s image and phrase: MV scores are looked up by it."""
     return id(example.image), example.phrase, json.dumps(rle, sort_keys=True)
@@ -424,8 +438,7 @@ def explained_questions(model, processor, letter_ids, ev_examples: Sequence[Exam
             model.set_adapter("mv")
         logits = heldout_logits(model, processor, letter_ids, questions, size=size, device=device,
                                 encoded=heldout_batches(processor, questions, size=size, templates=templates))
-        accept_idx = [options_for("mv").index(o) for o in ACCEPTS["mv"]]
-        known.update(zip(missing, calibration.softmax(logits, temperature)[:, accept_idx].sum(axis=1)))
+        known.update(zip(missing, accept_probability("mv", logits, temperature)))
         if hasattr(model, "set_adapter"):
             model.set_adapter("ev")
     return np.array([calibration.unboxed_explained([known[mask_key(e, r)] for r in e.unboxed_rles],
@@ -466,7 +479,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         y_cal = np.array([options.index(calibration_label(e)) for e in examples])
         temperature = calibration.fit_temperature(logits[calib], y_cal[calib])
         accept_idx = [options.index(o) for o in ACCEPTS[task]]
-        p_accept = calibration.softmax(logits, temperature)[:, accept_idx].sum(axis=1)
+        p_accept = accept_probability(task, logits, temperature)
         calibrated_accept = np.isin(y_cal, accept_idx)
         test_labels = [labels[i] for i in test]
         report = calibration.report(logits[test], test_labels, options, temperature=temperature,
@@ -483,8 +496,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
                                                       for i in np.flatnonzero(member))]
             if task == "ev" and len(cal) and named:
                 # The claim from the verifier and SAM 3's witnesses together (verifiers.calibration).
-                witnesses = {w: np.array([getattr(e, w) if m else 0.5 for e, m in zip(examples, member)])
-                             for w in named}
+                witnesses = claim_witnesses(examples, member, named)
                 with_sam3 = calibration.fit_with_sam3(p_accept[cal], {w: v[cal] for w, v in witnesses.items()},
                                                       calibrated_accept[cal])
                 score = calibration.with_sam3(p_accept, witnesses, with_sam3)

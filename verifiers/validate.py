@@ -20,12 +20,14 @@ from typing import Sequence
 import numpy as np
 
 from verifiers import calibration
-from verifiers.calibration import SAM3_WITNESSES, UNBOXED_EXPLAINED
-from verifiers.options import TASKS, options_for
+from verifiers.calibration import UNBOXED_EXPLAINED, witnesses_named
+from verifiers.options import TASKS
 from verifiers.synthetic import Example
 from verifiers.training import (
     ACCEPTS,
+    accept_probability,
     calibration_label,
+    claim_witnesses,
     explained_questions,
     heldout_batches,
     heldout_logits,
@@ -62,9 +64,7 @@ def validate(verifier, examples: Sequence[Example], *, device: str = "cpu") -> d
         model.set_adapter(task)
         logits = heldout_logits(model, processor, letter_ids, asked, size=size, device=device,
                                 encoded=heldout_batches(processor, asked, size=size, templates=templates))
-        options = options_for(task)
-        accept = [options.index(o) for o in ACCEPTS[task]]
-        p_accept = calibration.softmax(logits, float(temperature.get(task) or 1.0))[:, accept].sum(axis=1)
+        p_accept = accept_probability(task, logits, float(temperature.get(task) or 1.0))
         right = np.array([calibration_label(e) in ACCEPTS[task] for e in asked], dtype=bool)
         if task == "mv":
             mv_scored = {mask_key(e, e.rles[0]): float(p) for e, p in zip(asked, p_accept)}
@@ -87,9 +87,10 @@ def validate(verifier, examples: Sequence[Example], *, device: str = "cpu") -> d
             score = p_accept
             weights = (manifest.get("with_sam3") or {}).get(name)
             if weights:
-                witnesses = {w: np.array([getattr(e, w) if m and getattr(e, w) is not None else 0.5
-                                          for e, m in zip(asked, member)]) for w in SAM3_WITNESSES}
-                score = calibration.with_sam3(score, witnesses, weights)
+                needed = witnesses_named(weights)
+                if any(getattr(e, w) is None for e, m in zip(asked, member) if m for w in needed):
+                    raise ValueError(f"{name} weighs SAM 3's {sorted(needed)}; some of these questions lack them")
+                score = calibration.with_sam3(score, claim_witnesses(asked, member, needed), weights)
             report[name] = _claim_report(member & (score >= threshold), member, right, threshold, target)
     return report
 
@@ -117,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                      .get("sources") or []}
     if calibrated_on & {s["path"] for s in sources}:
         parser.error(f"{verifier.version} was calibrated on {sorted(calibrated_on)}: validate on other verdicts")
-    json.dump({"model_version": verifier.version, "sources": [s["path"] for s in sources],
-               "thresholds": validate(verifier, examples)}, sys.stdout, indent=2)
+    try:
+        report = validate(verifier, examples)
+    except ValueError as exc:
+        parser.error(str(exc))
+    json.dump({"model_version": verifier.version, "sources": [s["path"] for s in sources], "thresholds": report},
+              sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 

@@ -32,6 +32,14 @@ def test_each_stored_threshold_is_measured_on_the_new_verdicts(tmp_path, tiny_ch
     assert row["precision_lower_95"] <= row["precision"] <= row["precision_upper_95"]
     # Far below the target, with enough questions to say so.
     assert row["refuted"] == (row["precision_upper_95"] < 0.98) and row["refuted"]
+    # An EV claim fitted with SAM 3's witnesses is judged on them, and needs them.
+    verifier.manifest["with_sam3"] = {"ev": {"p_accept_logit": 0.0, "sam3_presence_logit": -20.0, "bias": 0.0}}
+    verifier.manifest["thresholds"]["ev"] = 0.5
+    with pytest.raises(ValueError, match="sam3_presence"):
+        validate(verifier, examples)
+    for example, presence in zip(boxed, [0.01, 0.99] * len(boxed)):  # SAM 3 sure it is there: against exhaustive
+        example.sam3_presence = presence
+    assert validate(verifier, examples)["ev"]["certified"] == len(boxed[::2])
     verifier.manifest["thresholds"]["mv"] = 1.01  # certifies nothing: nothing to refute
     assert validate(verifier, examples)["mv"] | {"threshold": None} == {
         "threshold": None, "target": 0.98, "questions": len(mv), "certified": 0, "coverage": 0.0, "precision": None,

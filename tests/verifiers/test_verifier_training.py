@@ -174,12 +174,18 @@ def test_training_can_show_a_verifier_larger_composites(tmp_path):
     from verifiers.train import main
 
     path, images = _write_examples(tmp_path)
-    args = ["--examples", str(path), "--images", str(images), "--init", "preset:tiny?seed=0", "--base-steps", "1",
-            "--batch-size", "4", "--heldout-fraction", "0.3", "--warmup-steps", "1"]
+    (tmp_path / "more").mkdir()
+    more, more_images = _write_examples(tmp_path / "more")
+    args = ["--examples", str(path), "--images", str(images), "--examples", str(more), "--images", str(more_images),
+            "--init", "preset:tiny?seed=0", "--base-steps", "1", "--batch-size", "4", "--heldout-fraction", "0.3",
+            "--warmup-steps", "1"]
     with pytest.raises(SystemExit):
         main([*args, "--out", str(tmp_path / "bad"), "--render-size", "200"])
+    with pytest.raises(SystemExit):  # a file without its folder
+        main([*args[:6], "--out", str(tmp_path / "bad")])
     assert main([*args, "--out", str(tmp_path / "out"), "--render-size", "224"]) == 0
     verifier = load_verifier(str(tmp_path / "out"), cache_dir=tmp_path)
+    assert [s["path"] for s in verifier.manifest["training"]["data"]["sources"]] == [str(path), str(more)]
     assert verifier.render_size == 224 and verifier.manifest["training"]["config"]["render_size"] == 224
     vision = verifier.model.get_base_model().config.vision_config
     assert (vision.image_size, vision.patch_size) == (224, 32)  # the same 7 x 7 patch grid as at 112 px
