@@ -222,8 +222,11 @@ def fit_logistic(features, labels, *, l2: float = 1e-2, iterations: int = 50) ->
 # presence score for the pair; the best score among its proposals that the question does not box (rejected by a
 # check, or not yet accepted; 0 where none): a strong proposal left out says an instance may be missing; and how many
 # proposals it made (after deduplication and the project's cap): a set checked from one proposal is complete far
-# more often than one checked from three (world 5's refined questions: 98.3% against 77-93%).
-SAM3_WITNESSES = {"sam3_presence": "logit", "sam3_best_unboxed": "logit", "sam3_proposals": "count"}
+# more often than one checked from three (world 5's refined questions: 98.3% against 77-93%); and the best score among
+# the instances the project's cap (``max_instances``) left out (0 where none): one more strong instance beyond the cap
+# says the set may miss it.
+SAM3_WITNESSES = {"sam3_presence": "logit", "sam3_best_unboxed": "logit", "sam3_proposals": "count",
+                  "sam3_best_beyond_cap": "logit"}
 
 # Each EV claim is certified twice: on questions where every proposal the question leaves unboxed is explained
 # (``unboxed_explained``), under the claim's name + this suffix, and on the rest, under its name. The two differ: on

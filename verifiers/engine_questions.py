@@ -13,7 +13,7 @@ give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposal
 question a human check asks next, on the masks the first annotator accepted (zero boxes when none); and, first, the
 zero-boxes EV question routing asks of every datapoint before a human looks (``engine_before_check``). Every EV row
 carries SAM 3's witnesses (verifiers.calibration: its presence score, its best score among the proposals the question
-does not box, and how many proposals it made), which routing weighs with the verifier's answer, and those unboxed
+does not box, how many proposals it made and its best score among those the cap left out), which routing weighs with the verifier's answer, and those unboxed
 proposals (``unboxed_rles``: calibration asks MV about them). ``label`` is the first annotator's verdict (3% mistakes
 by default), ``gold`` the majority of ``adjudicators`` independent annotators, as a gold set is triple-annotated.
 The file is what ``manage.py export_verifier_examples`` writes, so ``python -m verifiers.calibrate --examples FILE
@@ -67,7 +67,7 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "correct": answers[0].correct, "kind": "engine_before_check", "gold": adjudicated(answers),
                    "sam3_presence": proposal.presence_score,
                    "sam3_best_unboxed": max((i.score for i in proposal.instances), default=0.0),
-                   "sam3_proposals": len(proposal.instances),
+                   "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
                    "unboxed_rles": [i.rle for i in proposal.instances]}
             accepted, rejected = [], []
             for instance in proposal.instances:
@@ -86,7 +86,8 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "correct": answers[0].correct, "kind": "engine_after_mv" if accepted else "engine_zero_boxes",
                    "gold": adjudicated(answers), "sam3_presence": proposal.presence_score,
                    "sam3_best_unboxed": max((i.score for i in rejected), default=0.0),
-                   "sam3_proposals": len(proposal.instances), "unboxed_rles": [i.rle for i in rejected]}
+                   "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
+                   "unboxed_rles": [i.rle for i in rejected]}
 
 
 def meta_path(examples: str | Path) -> Path:

@@ -48,12 +48,15 @@ class Instance:
 
 @dataclass
 class PhraseProposal:
-    """Everything proposed for one phrase; ``truncated`` when the phrase exceeded 32 tokens and was cut."""
+    """Everything proposed for one phrase; ``truncated`` when the phrase exceeded 32 tokens and was cut.
+    ``best_beyond_cap``: the score of the best instance that ``max_instances`` left out (not empty, not a duplicate
+    of a kept one; 0.0 where none): a strong one says the kept instances may not be all of them."""
 
     phrase: str
     presence_score: float
     instances: list[Instance] = field(default_factory=list)
     truncated: bool = False
+    best_beyond_cap: float = 0.0
 
     def to_json(self) -> dict:
         return {
@@ -61,6 +64,7 @@ class PhraseProposal:
             "presence_score": self.presence_score,
             "instances": [instance.to_json() for instance in self.instances],
             "truncated": self.truncated,
+            "best_beyond_cap": self.best_beyond_cap,
         }
 
 
@@ -174,9 +178,9 @@ class ConceptPredictor:
             order = order[queries[order] > query_threshold]
         scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=scores.device)
         instances: list[Instance] = []
+        best_beyond_cap = 0.0
         for q in order.tolist():
-            if max_instances is not None and len(instances) >= max_instances:
-                break
+            capped = max_instances is not None and len(instances) >= max_instances
             probabilities = outputs.pred_masks[row, q].float().sigmoid()[None, None]  # [1,1,h,w]
             mask = F.interpolate(probabilities, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
             mask = (mask > mask_threshold).cpu().numpy()
@@ -186,10 +190,13 @@ class ConceptPredictor:
             if dedupe_iou is not None and instances and \
                     rle_utils.iou([rle], [kept.rle for kept in instances]).max() > dedupe_iou:
                 continue
+            if capped:  # the first instance the cap leaves out: the best of them (scores are in order)
+                best_beyond_cap = float(scores[q])
+                break
             box = (outputs.pred_boxes[row, q].float() * scale).cpu()
             box[0::2] = box[0::2].clamp(0, width)
             box[1::2] = box[1::2].clamp(0, height)
             instances.append(Instance(rle=rle, box_xyxy=[float(v) for v in box],
                                       score=float(scores[q]), query_score=float(queries[q])))
         return PhraseProposal(phrase=phrase, presence_score=float(presence[0]), instances=instances,
-                              truncated=truncated)
+                              truncated=truncated, best_beyond_cap=best_beyond_cap)

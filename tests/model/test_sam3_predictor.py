@@ -115,11 +115,22 @@ def test_to_json_round_trips(predictor, scene_image):
     proposal = predictor.propose(scene_image, ["red circle"], score_threshold=0.0, max_instances=2)[0]
     data = json.loads(json.dumps(proposal.to_json()))
     assert data == proposal.to_json()
-    assert set(data) == {"phrase", "presence_score", "instances", "truncated"}
+    assert set(data) == {"phrase", "presence_score", "instances", "truncated", "best_beyond_cap"}
     assert set(data["instances"][0]) == {"rle", "box_xyxy", "score"}
     restored = PhraseProposal(phrase=data["phrase"], presence_score=data["presence_score"], truncated=data["truncated"],
-                              instances=[Instance(**i) for i in data["instances"]])
+                              instances=[Instance(**i) for i in data["instances"]],
+                              best_beyond_cap=data["best_beyond_cap"])
     assert restored == proposal
+
+
+def test_the_best_instance_the_cap_leaves_out_is_recorded(predictor, scene_image):
+    wide = predictor.propose(scene_image, ["red circle"], score_threshold=0.0, max_instances=3, dedupe_iou=0.7)[0]
+    capped = predictor.propose(scene_image, ["red circle"], score_threshold=0.0, max_instances=2, dedupe_iou=0.7)[0]
+    assert len(wide.instances) == 3
+    assert capped.instances == wide.instances[:2]
+    assert capped.best_beyond_cap == pytest.approx(wide.instances[2].score)
+    uncapped = predictor.propose(scene_image, ["red circle"], score_threshold=0.0, dedupe_iou=0.7)[0]
+    assert uncapped.best_beyond_cap == 0.0  # nothing left out
 
 
 def test_concurrent_calls_give_the_serial_answer(predictor, scene_image):

@@ -55,6 +55,6 @@ def proposal_result(project, job: Job, masks_by_phrase: dict[str, list[np.ndarra
             instances.append({"rle": rle_lib.encode(mask), "score": 0.9 - 0.1 * i,
                               "box_xyxy": [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]})
         proposals.append({"phrase": phrase, "presence_score": 0.9 if masks else 0.1, "instances": instances,
-                          "truncated": False})
+                          "truncated": False, "best_beyond_cap": 0.05})
     return {"task": PROPOSE_TASK, "model_version": project.active_model.name, "media_uri": job.payload["media_uri"],
             "image_size": [HEIGHT, WIDTH], "proposals": proposals, "error": None}

@@ -82,6 +82,24 @@ def test_a_replayed_store_changes_nothing(project, django_capture_on_commit_call
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("beyond_cap", ["high", 1.5, True])
+def test_a_proposal_with_a_bad_score_beyond_the_cap_is_refused_before_anything_is_written(
+        project, django_capture_on_commit_callbacks, beyond_cap):
+    active_model(project)
+    create_datapoints(project, [(image(project), "red circle")])
+    with django_capture_on_commit_callbacks(execute=False):
+        [job] = request_proposals(project)
+    result = proposal_result(project, job, {"red circle": [box_mask(0, 0, 8, 8)]})
+    result["proposals"][0]["best_beyond_cap"] = beyond_cap
+    with pytest.raises(InvalidInput, match="best_beyond_cap must be a number in"):
+        store_proposal_result(job.pk, result)
+    assert (Proposal.objects.count(), Mask.objects.count(), Job.objects.get(pk=job.pk).state) == (0, 0, JobState.QUEUED)
+    result["proposals"][0]["best_beyond_cap"] = 0.4
+    store_proposal_result(job.pk, result)
+    assert Proposal.objects.get().best_beyond_cap == 0.4
+
+
+@pytest.mark.django_db
 def test_a_media_error_fails_the_job_its_datapoints_and_the_media_item(project, django_capture_on_commit_callbacks):
     active_model(project)
     media = image(project)

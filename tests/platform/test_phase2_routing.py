@@ -313,6 +313,27 @@ def test_after_a_check_the_number_of_proposals_weighs_on_whether_the_kept_mask_i
         assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and "3 proposed" in dp.reason
 
 
+@pytest.mark.parametrize("beyond_cap, outcome", [(0.01, "certified"), (0.8, "doubted"), (None, "not recorded")])
+def test_after_a_check_an_instance_the_cap_left_out_weighs_on_whether_the_kept_masks_are_all(phase2, alice,
+                                                                                             beyond_cap, outcome):
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "with_sam3": {"ev": {
+        "p_accept_logit": 1.0, "sam3_best_beyond_cap_logit": -1.0, "bias": 0.0}},
+        "thresholds": {"mv": 0.8, "ev": 0.98, "ev_zero": 0.9, "ev_zero_after_check": 0.9}}
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)])
+    dp.proposals.update(best_beyond_cap=beyond_cap)  # None: stored before proposals recorded it
+    verify(phase2, dp, [0.5], ev_probs(0.6))
+    check_masks(phase2, alice, ["accept"])
+    verify_exhaustivity(phase2, dp, 0.8)  # alone, 0.8 would never pass 0.98
+    dp.refresh_from_db()
+    if outcome == "certified":  # P(exhaustive) = sigmoid(logit 0.8 - logit 0.01) = 0.9975
+        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.POSITIVE, True)
+    else:  # 0.5: SAM 3 found one more strong instance than the project lets it propose
+        assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and not dp.auto_accepted
+        assert ("best beyond the cap 0.80" if outcome == "doubted" else
+                "sam3_best_beyond_cap for ev: not recorded with this proposal") in dp.reason
+
+
 def test_a_claim_calibrated_on_evidence_routing_lacks_is_left_to_humans(phase2, caplog):
     phase2.active_verifier.manifest = {**CALIBRATED, "with_sam3": {"ev_zero": {
         "p_accept_logit": 1.0, "sam3_presence_logit": -1.0, "clip_score_logit": 1.0, "bias": 0.0}}}

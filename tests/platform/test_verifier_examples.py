@@ -78,6 +78,7 @@ def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(anno
                        if r["task"] == "ev")
     proposed = {p.datapoint.concept.phrase: len(p.instances) for p in Proposal.objects.filter(datapoint__project=project)}
     assert all(r["sam3_proposals"] == proposed[r["phrase"]] for r in rows if r["task"] == "ev")
+    assert all(r["sam3_best_beyond_cap"] == 0.05 for r in rows if r["task"] == "ev")  # as the proposals recorded it
     assert witnesses == sorted([
         ("human_ev", "blue star", presence["blue star"], 0.0),
         ("human_ev", "red circle", presence["red circle"], 0.0),

@@ -32,7 +32,9 @@ class GoldPlusDecoyPredictor:
             instances = [Instance(rle=r, box_xyxy=[0, 0, 1, 1], score=0.9) for r in true]
             if decoy is not None:
                 instances.append(Instance(rle=decoy, box_xyxy=[0, 0, 1, 1], score=0.1))
-            proposals.append(PhraseProposal(phrase, 0.9, instances[:max_instances]))
+            left_out = instances[max_instances:]
+            proposals.append(PhraseProposal(phrase, 0.9, instances[:max_instances],
+                                            best_beyond_cap=left_out[0].score if left_out else 0.0))
         return proposals
 
 
@@ -70,6 +72,7 @@ def test_each_proposal_gets_an_mv_question_and_ev_judges_what_the_first_annotato
         assert before["sam3_best_unboxed"] == (0.9 if true else 0.1 if len(mv) else 0.0)
         assert ev["sam3_best_unboxed"] == (0.1 if len(mv) > len(true) else 0.0)
         assert before["sam3_proposals"] == ev["sam3_proposals"] == len(mv)  # how many masks SAM 3 proposed
+        assert before["sam3_best_beyond_cap"] == ev["sam3_best_beyond_cap"] == 0.0  # a cap of 10 left none out
         # What each question leaves unboxed, for calibration to ask MV about: everything, then the rejected decoy.
         assert before["unboxed_rles"] == [r["rles"][0] for r in mv]
         assert ev["unboxed_rles"] == [r["rles"][0] for r in mv if r["label"] == "reject"]
@@ -83,6 +86,8 @@ def test_an_incomplete_proposal_set_is_an_ev_reject(world):
     for (_, phrase), true in predictor.by_pair.items():
         [ev] = [r for r in rows if r["task"] == "ev" and r["kind"] != "engine_before_check" and r["phrase"] == phrase]
         assert ev["label"] == ("reject" if len(true) > 1 else "accept")
+        # The instance the cap of one left out is SAM 3's sign that the set may be incomplete.
+        assert ev["sam3_best_beyond_cap"] == (0.9 if len(true) > 1 else 0.1 if len(true) == 1 else 0.0)
 
 
 def test_the_command_writes_examples_calibration_reads_with_their_provenance(world, tmp_path):

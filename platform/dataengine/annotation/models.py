@@ -12,6 +12,10 @@ class Proposal(models.Model):
     presence_score = models.FloatField()
     instances = models.JSONField(help_text="[{rle, box_xyxy, score}] as the model returned them")
     truncated_phrase = models.BooleanField(default=False)
+    best_beyond_cap = models.FloatField(
+        null=True, blank=True,
+        help_text="The best score among the instances the project's max_instances left out (0: none; null: not "
+                  "recorded, as before this field): a verifier witness (verifiers.calibration.SAM3_WITNESSES)")
     created_at = models.DateTimeField(auto_now_add=True)
 
 

@@ -44,6 +44,17 @@ TAKES_PHRASE_OUT = {MVOption.FLAG_LABEL, MVOption.WHOLE_IMAGE, EVOption.UNGROUND
 # ---------------------------------------------------------------- proposals → tasks
 
 
+def _best_beyond_cap(proposal_json: dict) -> float | None:
+    """The proposal's ``best_beyond_cap`` score (model.sam3.predictor.PhraseProposal); None from a worker that does
+    not send it. InvalidInput for anything but a number in [0, 1]."""
+    value = proposal_json.get("best_beyond_cap")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InvalidInput(f"best_beyond_cap must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def store_proposals(pairs, *, model_version, job) -> list[Proposal]:
     """Persist model proposals, ``(datapoint, proposal_json)`` pairs, and route them; in a few bulk queries.
 
@@ -69,7 +80,8 @@ def store_proposals(pairs, *, model_version, job) -> list[Proposal]:
     proposals = Proposal.objects.bulk_create([
         Proposal(datapoint=datapoint, model_version=model_version, job=job,
                  presence_score=float(proposal_json["presence_score"]), instances=proposal_json["instances"],
-                 truncated_phrase=bool(proposal_json.get("truncated", False)))
+                 truncated_phrase=bool(proposal_json.get("truncated", False)),
+                 best_beyond_cap=_best_beyond_cap(proposal_json))
         for datapoint, proposal_json in todo
     ])
     masks = [[Mask(datapoint=datapoint, rle=rle, bbox=next(boxes), area=next(areas), source=MaskSource.MODEL,

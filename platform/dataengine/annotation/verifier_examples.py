@@ -77,10 +77,10 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
         gold_sets.setdefault((mask.datapoint.media_id, mask.datapoint.concept_id), []).append(mask.rle)
     gold_pairs = set(Datapoint.objects.filter(project=project, is_gold=True).values_list("media_id", "concept_id"))
 
-    latest = {dp: (proposal, presence) for dp, proposal, presence in  # the last one wins: the latest proposal
+    latest = {dp: (proposal, presence, beyond_cap) for dp, proposal, presence, beyond_cap in  # the last one wins
               Proposal.objects.filter(datapoint__project=project, datapoint__is_gold=False)
-              .order_by("datapoint_id", "id").values_list("datapoint_id", "id", "presence_score")}
-    proposal_of = {proposal: dp for dp, (proposal, _) in latest.items()}
+              .order_by("datapoint_id", "id").values_list("datapoint_id", "id", "presence_score", "best_beyond_cap")}
+    proposal_of = {proposal: dp for dp, (proposal, _, _) in latest.items()}
     scores: dict[int, dict[int, float]] = {}  # datapoint -> {mask id: score} of its latest proposal
     proposed_rles: dict[int, dict] = {}
     for proposal, mask, score, rle in Mask.objects.filter(proposal__in=proposal_of).values_list(
@@ -103,6 +103,8 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
             out["sam3_best_unboxed"] = max((s for m, s in scores.get(dp.pk, {}).items() if m not in boxed),
                                            default=0.0)
             out["sam3_proposals"] = len(scores.get(dp.pk, {}))
+            if latest[dp.pk][2] is not None:  # proposals stored before it was recorded lack it
+                out["sam3_best_beyond_cap"] = latest[dp.pk][2]
             out["unboxed_rles"] = [proposed_rles[m] for m in scores.get(dp.pk, {}) if m not in boxed]
         return out
 

@@ -108,11 +108,13 @@ class Thresholds:
 @dataclass(frozen=True)
 class Witnesses:
     """SAM 3's evidence on one EV question (verifiers.calibration.SAM3_WITNESSES): its presence score for the pair,
-    its best score among the proposals the question leaves unboxed, and how many masks it proposed."""
+    its best score among the proposals the question leaves unboxed, how many masks it proposed and its best score
+    among the instances the project's cap left out (None: the proposal did not record it)."""
 
     sam3_presence: float
     sam3_best_unboxed: float
     sam3_proposals: int
+    sam3_best_beyond_cap: float | None = None
 
 
 def thresholds_for(version: ModelVersion, config: ProjectConfig) -> Thresholds:
@@ -238,9 +240,9 @@ def p_accept(probabilities: dict) -> float:
 def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_presence: float,
                  ai_presence: float, mask_areas: dict[int, int], mask_scores: dict[int, float], image_area: int,
                  phrase: str, config: ProjectConfig, thresholds: Thresholds,
-                 mask_rles: dict[int, dict] | None = None) -> Route:
+                 mask_rles: dict[int, dict] | None = None, sam3_best_beyond_cap: float | None = None) -> Route:
     """Where one datapoint goes after the AI verifiers, from their probabilities and the proposal (SAM 3's
-    presence, and each proposed mask's area, score and, where given, RLE).
+    presence, each proposed mask's area, score and, where given, RLE, and its best score beyond the cap).
 
     EV judged the masks MV accepted (``ev_mask_ids``). With masks, auto-accepting needs every one of them at the
     MV threshold and EV at the ``ev`` threshold; with none, EV's "accept" claims the concept is absent and must
@@ -278,7 +280,8 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
         reasons.append("verifier not calibrated for the target precision (not present)")
     else:
         reason = exhaustivity_doubt(name, ev_accept, threshold, thresholds, Witnesses(
-            sam3_presence, max((mask_scores[m] for m in unboxed), default=0.0), len(mask_scores)))
+            sam3_presence, max((mask_scores[m] for m in unboxed), default=0.0), len(mask_scores),
+            sam3_best_beyond_cap))
         reasons += [reason] if reason else []
     checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
     # Failure-prone items: a human sees them whatever the verifiers say. The signs about masks are taken on those
@@ -308,7 +311,10 @@ def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds
                        witnesses: Witnesses) -> str | None:
     """Why EV's claim (``name``: ``ev`` the boxed masks are all of them, else the concept is absent) falls short of
     its threshold, or None where it meets it."""
-    p = thresholds.claim(name, ev_accept, witnesses)
+    try:
+        p = thresholds.claim(name, ev_accept, witnesses)
+    except KeyError as exc:  # a witness the calibration weighs is not recorded for this proposal
+        return f"{exc.args[0]} for {name}: not recorded with this proposal"
     if p >= threshold:
         return None
     claim, short = (("the concept is absent", "absent") if name.startswith("ev_zero")
@@ -316,7 +322,9 @@ def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds
     if name in thresholds.with_sam3:
         return (f"EV and SAM 3 not confident {claim} (P({short}) {p:.2f} < {threshold:.2f} on {name}: EV P(accept) "
                 f"{ev_accept:.2f}, SAM 3 presence {witnesses.sam3_presence:.2f}, best unboxed proposal "
-                f"{witnesses.sam3_best_unboxed:.2f}, {witnesses.sam3_proposals} proposed)")
+                f"{witnesses.sam3_best_unboxed:.2f}, {witnesses.sam3_proposals} proposed"
+                + (f", best beyond the cap {witnesses.sam3_best_beyond_cap:.2f})"
+                   if witnesses.sam3_best_beyond_cap is not None else ")"))
     return f"EV not confident {claim} (P(accept) {ev_accept:.2f} < {threshold:.2f} on {name})"
 
 
@@ -409,6 +417,7 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
         sam3_presence=proposal.presence_score if proposal else 0.0, ai_presence=float(result["presence_score"]),
         mask_areas={pk: m.area for pk, m in masks.items()}, mask_scores={pk: m.score or 0.0 for pk, m in masks.items()},
         mask_rles={pk: m.rle for pk, m in masks.items()},
+        sam3_best_beyond_cap=proposal.best_beyond_cap if proposal else None,
         image_area=datapoint.media.width * datapoint.media.height,
         phrase=datapoint.concept.phrase, config=config, thresholds=thresholds_for(version, config))
     for pk, mask in masks.items():
@@ -480,7 +489,8 @@ def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds,
         [rles[pk] for pk in unboxed], [rles[pk] for pk in sorted(accepted)]), thresholds.mv_reject)
     name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained)
     return name, threshold, Witnesses(proposal.presence_score if proposal else 0.0,
-                                      max((proposed[pk] or 0.0 for pk in unboxed), default=0.0), len(proposed))
+                                      max((proposed[pk] or 0.0 for pk in unboxed), default=0.0), len(proposed),
+                                      proposal.best_beyond_cap if proposal else None)
 
 
 def _to_human_check(datapoint: Datapoint, kept: list[Mask], route: Route, config: ProjectConfig) -> None:
