@@ -83,8 +83,8 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
     proposal_of = {proposal: dp for dp, (proposal, _, _) in latest.items()}
     scores: dict[int, dict[int, float]] = {}  # datapoint -> {mask id: score} of its latest proposal
     proposed_rles: dict[int, dict] = {}
-    for proposal, mask, score, rle in Mask.objects.filter(proposal__in=proposal_of).values_list(
-            "proposal_id", "id", "score", "rle"):
+    for proposal, mask, score, rle in Mask.objects.filter(proposal__in=proposal_of).order_by("id").values_list(
+            "proposal_id", "id", "score", "rle"):  # in the order they were proposed
         scores.setdefault(proposal_of[proposal], {})[mask] = score or 0.0
         proposed_rles[mask] = rle
 
