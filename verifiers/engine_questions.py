@@ -13,11 +13,12 @@ give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposal
 question a human check asks next, on the masks the first annotator accepted (zero boxes when none); and, first, the
 zero-boxes EV question routing asks of every datapoint before a human looks (``engine_before_check``). Every EV row
 carries SAM 3's witnesses (verifiers.calibration: its presence score, its best score among the proposals the question
-does not box, how many proposals it made and its best score among those the cap left out), which routing weighs with the verifier's answer, and those unboxed
-proposals (``unboxed_rles``: calibration asks MV about them). ``label`` is the first annotator's verdict (3% mistakes
-by default), ``gold`` the majority of ``adjudicators`` independent annotators, as a gold set is triple-annotated.
-The file is what ``manage.py export_verifier_examples`` writes, so ``python -m verifiers.calibrate --examples FILE
---images DIR`` reads it; the gold file's world must be one the routing is not measured on.
+does not box, how many proposals it made and its best score among those the cap left out), which routing weighs with
+the verifier's answer, and those unboxed proposals (``unboxed_rles``: calibration asks MV about them). ``label`` is
+the first annotator's verdict (3% mistakes by default), ``gold`` the majority of ``adjudicators`` independent
+annotators, as a gold set is triple-annotated. The file is what ``manage.py export_verifier_examples`` writes, so
+``python -m verifiers.calibrate --examples FILE --images DIR`` reads it; the gold file's world must be one the routing
+is not measured on.
 """
 from __future__ import annotations
 

@@ -13,12 +13,11 @@ boxes), ``ev_zero`` (zero boxes: "not present", claimed at routing before any hu
 ``ev_zero_after_check`` (zero boxes after a human rejected every proposed mask), on adjudicated verdicts where the
 examples carry them (``Example.gold``); the other share gives the report. Where every question of an EV claim
 carries SAM 3's witnesses (``Example.sam3_presence``, ``sam3_best_unboxed``, ``sam3_proposals``,
-``sam3_best_beyond_cap``: questions the
-engine asked; those every question carries), its threshold applies to the probability from the verifier and SAM 3
-together (``with_sam3``, a logistic fitted on the same calibration share). Where every EV question lists the
-proposals it leaves unboxed (``Example.unboxed_rles``), each EV claim is certified separately on the questions where
-each is explained — MV is sure it is wrong, or it lies mostly inside the boxed masks — (``<claim>_unboxed_explained``)
-and on the rest (``<claim>``).
+``sam3_best_beyond_cap``: questions the engine asked; those every question carries), its threshold applies to the
+probability from the verifier and SAM 3 together (``with_sam3``, a logistic fitted on the same calibration share).
+Where every EV question lists the proposals it leaves unboxed (``Example.unboxed_rles``), each EV claim is certified
+separately on the questions where each is explained — MV is sure it is wrong, or it lies mostly inside the boxed
+masks — (``<claim>_unboxed_explained``) and on the rest (``<claim>``).
 Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
 thresholds and the learning curve.
 
