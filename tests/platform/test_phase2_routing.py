@@ -357,6 +357,18 @@ def test_at_routing_a_strong_proposal_mv_did_not_keep_speaks_against_exhaustivit
     assert not routes[0.8].auto_accept and "P(exhaustive) 0.50 < 0.98" in routes[0.8].reasons[0]
 
 
+def test_at_routing_an_instance_the_cap_left_out_speaks_against_exhaustivity():
+    thresholds = Thresholds(0.8, 0.98, 0.9, with_sam3={"ev": {
+        "p_accept_logit": 1.0, "sam3_best_beyond_cap_logit": -1.0, "bias": 0.0}})
+    routes = {beyond: decide_route(mv={1: mv_probs(0.9)}, ev=ev_probs(0.8), ev_mask_ids=[1], sam3_presence=0.9,
+                                   ai_presence=0.9, mask_areas={1: 400}, mask_scores={1: 0.9}, image_area=3072,
+                                   phrase="red circle", config=ProjectConfig(), thresholds=thresholds,
+                                   sam3_best_beyond_cap=beyond) for beyond in (0.01, 0.8, None)}
+    assert routes[0.01].auto_accept and routes[0.01].accepted_mask_ids == [1]
+    assert not routes[0.8].auto_accept and "P(exhaustive) 0.50 < 0.98" in routes[0.8].reasons[0]
+    assert not routes[None].auto_accept and "not recorded with this proposal" in routes[None].reasons[0]
+
+
 def test_at_routing_the_number_of_proposals_weighs_on_exhaustivity_where_the_calibration_counts_it():
     thresholds = Thresholds(0.8, 0.98, 0.9, with_sam3={"ev": {
         "p_accept_logit": 1.0, "sam3_proposals_count": -2.0, "bias": 6.0}})
