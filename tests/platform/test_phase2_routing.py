@@ -331,7 +331,7 @@ def test_after_a_check_an_instance_the_cap_left_out_weighs_on_whether_the_kept_m
     else:  # 0.5: SAM 3 found one more strong instance than the project lets it propose
         assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and not dp.auto_accepted
         assert ("best beyond the cap 0.80" if outcome == "doubted" else
-                "sam3_best_beyond_cap for ev: not recorded with this proposal") in dp.reason
+                "ev weighs SAM 3's sam3_best_beyond_cap: not recorded with this proposal") in dp.reason
 
 
 def test_a_claim_calibrated_on_evidence_routing_lacks_is_left_to_humans(phase2, caplog):

@@ -311,10 +311,11 @@ def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds
                        witnesses: Witnesses) -> str | None:
     """Why EV's claim (``name``: ``ev`` the boxed masks are all of them, else the concept is absent) falls short of
     its threshold, or None where it meets it."""
-    try:
-        p = thresholds.claim(name, ev_accept, witnesses)
-    except KeyError as exc:  # a witness the calibration weighs is not recorded for this proposal
-        return f"{exc.args[0]} for {name}: not recorded with this proposal"
+    unrecorded = sorted(w for w in witnesses_named(thresholds.with_sam3.get(name) or {})
+                        if getattr(witnesses, w, None) is None)
+    if unrecorded:  # e.g. a proposal stored before it recorded sam3_best_beyond_cap
+        return f"{name} weighs SAM 3's {', '.join(unrecorded)}: not recorded with this proposal"
+    p = thresholds.claim(name, ev_accept, witnesses)
     if p >= threshold:
         return None
     claim, short = (("the concept is absent", "absent") if name.startswith("ev_zero")
