@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 from scipy.special import expit, logit
 
+from model import rle as rle_lib
+
 WILSON_Z = 1.645  # one-sided 95 %
 DEFAULT_MIN_SUPPORT = 30
 COVERAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -226,7 +228,9 @@ def fit_logistic(features, labels, *, l2: float = 1e-2, iterations: int = 50) ->
 # the instances the project's cap (``max_instances``) left out (0 where none): one more strong instance beyond the cap
 # says the set may miss it.
 SAM3_WITNESSES = {"sam3_presence": "logit", "sam3_best_unboxed": "logit", "sam3_proposals": "count",
-                  "sam3_best_beyond_cap": "logit"}
+                  "sam3_best_beyond_cap": "logit", "sam3_competing_margin": "value"}
+# A proposal of another phrase overlapping an unboxed proposal by at least this IoU is the same object, found for both.
+SAME_OBJECT_IOU = 0.5
 
 # Each EV claim is certified twice: on questions where every proposal the question leaves unboxed is explained
 # (``unboxed_explained``), under the claim's name + this suffix, and on the rest, under its name. The two differ: on
@@ -247,8 +251,26 @@ def unboxed_explained(p_accept: Sequence[float | None], inside_boxed: Sequence[f
                for p, inside in zip(p_accept, inside_boxed, strict=True))
 
 
+def competing_margin(unboxed: Sequence[tuple[dict, float]], others: Sequence[tuple[dict, float]]) -> float:
+    """How much better SAM 3 likes another phrase of the image for the proposals a question leaves unboxed: for each
+    unboxed proposal (RLE, score), the best score SAM 3 gave a proposal of another phrase on the same object (IoU at
+    least ``SAME_OBJECT_IOU``; 0 where none) minus its own; the least of these (0 with none unboxed).
+
+    A hard negative's proposals lie on the objects of its positive sibling, which the image's other phrase scores
+    higher; a present concept's rejected proposal is usually its own best candidate (routing benchmark, Phase 1's
+    zero-box sets: 0.29 on average where the human found the concept absent, 0.06 where present)."""
+    if not unboxed:
+        return 0.0
+    if not others:
+        return -max(score for _, score in unboxed)
+    overlap = rle_lib.iou([rle for rle, _ in unboxed], [rle for rle, _ in others])
+    other_scores = np.array([score for _, score in others])
+    best_other = np.where(overlap >= SAME_OBJECT_IOU, other_scores[None, :], 0.0).max(axis=1)
+    return float(min(best - score for best, (_, score) in zip(best_other, unboxed)))
+
+
 def _witness_feature(kind: str, values) -> np.ndarray:
-    """A probability (``logit``) enters as its logit, a ``count`` as it is."""
+    """A probability (``logit``) enters as its logit, a ``count`` or a ``value`` as it is."""
     return _logit(values) if kind == "logit" else np.asarray(values, dtype=np.float64)
 
 
@@ -266,7 +288,7 @@ def fit_with_sam3(p_accept, witnesses: dict, is_accept) -> dict:
 def _witness_keys(weights: dict) -> dict[str, str]:
     """Witness name -> its weight's key, for the witnesses a ``fit_with_sam3`` result weighs."""
     return {key.rsplit("_", 1)[0]: key for key in weights
-            if key.endswith(("_logit", "_count")) and key != "p_accept_logit"}
+            if key.endswith(("_logit", "_count", "_value")) and key != "p_accept_logit"}
 
 
 def witnesses_named(weights: dict) -> set[str]:

@@ -13,8 +13,9 @@ give them: here, for every (image, phrase) pair of a gold file, SAM 3's proposal
 question a human check asks next, on the masks the first annotator accepted (zero boxes when none); and, first, the
 zero-boxes EV question routing asks of every datapoint before a human looks (``engine_before_check``). Every EV row
 carries SAM 3's witnesses (verifiers.calibration: its presence score, its best score among the proposals the question
-does not box, how many proposals it made and its best score among those the cap left out), which routing weighs with
-the verifier's answer, and those unboxed proposals (``unboxed_rles``: calibration asks MV about them). ``label`` is
+does not box, how many proposals it made, its best score among those the cap left out and how much better it likes
+another phrase of the image for the unboxed proposals, ``competing_margin``), which routing weighs with the verifier's
+answer, and those unboxed proposals (``unboxed_rles``: calibration asks MV about them). ``label`` is
 the first annotator's verdict (3% mistakes by default), ``gold`` the majority of ``adjudicators`` independent
 annotators, as a gold set is triple-annotated. The file is what ``manage.py export_verifier_examples`` writes, so
 ``python -m verifiers.calibrate --examples FILE --images DIR`` reads it; the gold file's world must be one the routing
@@ -33,6 +34,7 @@ from PIL import Image
 
 from model.sam3 import DEFAULT_DEDUPE_IOU
 from model.sam3.refine import refine_proposals
+from verifiers.calibration import competing_margin
 from verifiers.synthetic import adjudicated, annotators, require_simulated_annotator
 
 
@@ -60,7 +62,9 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                                       dedupe_iou=dedupe_iou)
         if click_predictor is not None:
             proposals = refine_proposals(click_predictor, image, proposals, media_key=name, dedupe_iou=dedupe_iou)
-        for phrase, proposal in zip(phrases, proposals):
+        found = [[(i.rle, i.score) for i in proposal.instances] for proposal in proposals]
+        for index, (phrase, proposal) in enumerate(zip(phrases, proposals)):
+            others = [instance for j, own in enumerate(found) if j != index for instance in own]
             datapoint = {"media": media, "phrase": phrase}
             # Routing's first question of every datapoint: zero boxes, before anyone looked (is it absent?).
             answers = [answer_exhaustivity({"datapoint": datapoint, "masks": []}, truth, a) for a in configs]
@@ -69,6 +73,7 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "sam3_presence": proposal.presence_score,
                    "sam3_best_unboxed": max((i.score for i in proposal.instances), default=0.0),
                    "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
+                   "sam3_competing_margin": competing_margin(found[index], others),
                    "unboxed_rles": [i.rle for i in proposal.instances]}
             accepted, rejected = [], []
             for instance in proposal.instances:
@@ -88,6 +93,7 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "gold": adjudicated(answers), "sam3_presence": proposal.presence_score,
                    "sam3_best_unboxed": max((i.score for i in rejected), default=0.0),
                    "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
+                   "sam3_competing_margin": competing_margin([(i.rle, i.score) for i in rejected], others),
                    "unboxed_rles": [i.rle for i in rejected]}
 
 

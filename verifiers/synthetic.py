@@ -48,11 +48,13 @@ class Example:
     gold: str = ""  # the adjudicated verdict where there is one (calibration uses it), else ""
     # SAM 3's witnesses (verifiers.calibration.SAM3_WITNESSES), where the question came from the engine: its presence
     # score of the pair, its best score among the proposals the question does not box, how many it proposed and its
-    # best score among the instances the cap left out.
+    # best score among the instances the cap left out, and how much better it likes another phrase of the image for
+    # the unboxed proposals (calibration.competing_margin).
     sam3_presence: float | None = None
     sam3_best_unboxed: float | None = None
     sam3_proposals: int | None = None
     sam3_best_beyond_cap: float | None = None
+    sam3_competing_margin: float | None = None
     # An engine EV question's proposals it leaves unboxed (None: not known, as for the synthetic questions): whether
     # every one of them is explained splits each EV claim in two (verifiers.calibration.unboxed_explained).
     unboxed_rles: list[dict] | None = None

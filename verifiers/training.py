@@ -13,8 +13,9 @@ boxes), ``ev_zero`` (zero boxes: "not present", claimed at routing before any hu
 ``ev_zero_after_check`` (zero boxes after a human rejected every proposed mask), on adjudicated verdicts where the
 examples carry them (``Example.gold``); the other share gives the report. Where every question of an EV claim
 carries SAM 3's witnesses (``Example.sam3_presence``, ``sam3_best_unboxed``, ``sam3_proposals``,
-``sam3_best_beyond_cap``: questions the engine asked; those every question carries), its threshold applies to the
-probability from the verifier and SAM 3 together (``with_sam3``, a logistic fitted on the same calibration share).
+``sam3_best_beyond_cap``, ``sam3_competing_margin``: questions the engine asked; those every question carries), its
+threshold applies to the probability from the verifier and SAM 3 together (``with_sam3``, a logistic fitted on the
+same calibration share).
 Where every EV question lists the proposals it leaves unboxed (``Example.unboxed_rles``), each EV claim is certified
 separately on the questions where each is explained — MV is sure it is wrong, or it lies mostly inside the boxed
 masks — (``<claim>_unboxed_explained``) and on the rest (``<claim>``).
@@ -277,6 +278,9 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
                 if SAM3_WITNESSES[witness] == "count":
                     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                         raise ValueError(f"{witness} must be an integer >= 0")
+                elif SAM3_WITNESSES[witness] == "value":
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
+                        raise ValueError(f"{witness} must be a number in [-1, 1]")
                 elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                     raise ValueError(f"{witness} must be a number in [0, 1]")
             unboxed = row.get("unboxed_rles")

@@ -9,6 +9,7 @@ from dataengine.concepts.models import DatapointState, FinalLabel
 from dataengine.engine.config import ProjectConfig
 from dataengine.engine.models import Job, JobState, ModelKind
 from dataengine.engine.services import register_model_version
+from model import rle as rle_lib
 from tests.platform.factories import box_mask, image, propose
 
 pytestmark = [pytest.mark.pg, pytest.mark.django_db]
@@ -334,6 +335,29 @@ def test_after_a_check_an_instance_the_cap_left_out_weighs_on_whether_the_kept_m
                 "ev weighs SAM 3's sam3_best_beyond_cap: not recorded with this proposal") in dp.reason
 
 
+@pytest.mark.parametrize("other_phrase_box, certified", [((0, 0, 20, 20), True), ((30, 10, 50, 30), False)])
+def test_after_a_check_a_rejected_mask_another_phrase_explains_better_speaks_for_absence(phase2, alice,
+                                                                                        other_phrase_box, certified):
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "with_sam3": {"ev_zero_after_check": {
+        "p_accept_logit": 1.0, "sam3_competing_margin_value": 10.0, "bias": 0.0}},
+        "thresholds": {"mv": 0.8, "ev": 0.98, "ev_zero": 0.9, "ev_zero_after_check": 0.9}}
+    phase2.active_verifier.save()
+    # A hard negative: SAM 3 found the blue star for "green star" too, and scored it higher for its own phrase.
+    found = propose(phase2, image(phase2), {"green star": [box_mask(0, 0, 20, 20)],
+                                            "blue star": [box_mask(*other_phrase_box)]})
+    dp = found["green star"]
+    Mask.objects.filter(datapoint=dp).update(score=0.3)
+    verify(phase2, dp, [0.5], ev_probs(0.3))
+    check_masks(phase2, alice, ["reject"])
+    verify_exhaustivity(phase2, dp, 0.8)  # alone, 0.8 would never pass 0.9
+    dp.refresh_from_db()
+    if certified:  # margin 0.9 - 0.3: P(absent) = sigmoid(logit 0.8 + 6) = 0.9994
+        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
+    else:  # no other phrase found that object: margin -0.3, P(absent) = sigmoid(logit 0.8 - 3) = 0.17
+        assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and not dp.auto_accepted
+        assert "P(absent) 0.17 < 0.90" in dp.reason and "another phrase's margin -0.30" in dp.reason
+
+
 def test_a_claim_calibrated_on_evidence_routing_lacks_is_left_to_humans(phase2, caplog):
     phase2.active_verifier.manifest = {**CALIBRATED, "with_sam3": {"ev_zero": {
         "p_accept_logit": 1.0, "sam3_presence_logit": -1.0, "clip_score_logit": 1.0, "bias": 0.0}}}
@@ -367,6 +391,21 @@ def test_at_routing_an_instance_the_cap_left_out_speaks_against_exhaustivity():
     assert routes[0.01].auto_accept and routes[0.01].accepted_mask_ids == [1]
     assert not routes[0.8].auto_accept and "P(exhaustive) 0.50 < 0.98" in routes[0.8].reasons[0]
     assert not routes[None].auto_accept and "not recorded with this proposal" in routes[None].reasons[0]
+
+
+def test_at_routing_proposals_another_phrase_of_the_image_explains_better_speak_for_absence():
+    thresholds = Thresholds(0.8, 0.98, 0.9, with_sam3={"ev_zero": {
+        "p_accept_logit": 1.0, "sam3_competing_margin_value": 10.0, "bias": 0.0}})
+    star = rle_lib.encode(box_mask(0, 0, 20, 20))
+    routes = {name: decide_route(mv={1: mv_probs(0.5)}, ev=ev_probs(0.8), ev_mask_ids=[], sam3_presence=0.3,
+                                 ai_presence=0.2, mask_areas={1: 400}, mask_scores={1: 0.3}, mask_rles={1: star},
+                                 image_area=3072, phrase="green star", config=ProjectConfig(), thresholds=thresholds,
+                                 other_phrases=others)
+              for name, others in {"explained": [(star, 0.9)], "alone": [], "unknown": None}.items()}
+    assert routes["explained"].auto_accept and routes["explained"].accepted_mask_ids == []
+    assert not routes["alone"].auto_accept and "another phrase's margin -0.30" in routes["alone"].reasons[0]
+    assert not routes["unknown"].auto_accept
+    assert "ev_zero weighs SAM 3's sam3_competing_margin: not recorded" in routes["unknown"].reasons[0]
 
 
 def test_at_routing_the_number_of_proposals_weighs_on_exhaustivity_where_the_calibration_counts_it():

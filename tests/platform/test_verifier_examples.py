@@ -91,6 +91,13 @@ def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(anno
     assert unboxed[("correction_final", "red circle")] == [rle_lib.encode(WRONG)]
     assert unboxed[("outcome_before_check", "red circle")] == [rle_lib.encode(m) for m in (CIRCLE, WRONG)]
     assert unboxed[("human_ev", "red circle")] == [] and unboxed[("human_ev", "blue star")] == []
+    # How much better another phrase of the image explains them: "blue star" proposed nothing, so minus their own
+    # best score (0 where nothing is unboxed).
+    margins = {(r["kind"], r["phrase"]): r["sam3_competing_margin"] for r in rows if r["task"] == "ev"}
+    assert margins == {("correction_final", "red circle"): pytest.approx(-0.8),
+                       ("outcome_before_check", "red circle"): pytest.approx(-0.9),
+                       ("human_ev", "red circle"): 0.0, ("human_ev", "blue star"): 0.0,
+                       ("outcome_before_check", "blue star"): 0.0}
 
 
 def test_a_datapoint_corrected_twice_gives_its_final_set_once(annotated, alice):

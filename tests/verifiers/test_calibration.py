@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 from scipy.special import logit
 
+from model import rle as rle_lib
 from verifiers import calibration
+
+
+def box(x0: int, x1: int) -> np.ndarray:
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[4:14, x0:x1] = True
+    return mask
 
 
 def test_fit_temperature_recovers_the_temperature_of_the_data():
@@ -143,6 +150,29 @@ def test_a_count_witness_enters_as_it_is_and_old_weights_keep_working():
     old = {"p_accept_logit": 1.0, "sam3_best_unboxed_logit": -1.0, "bias": 0.0}
     assert calibration.witnesses_named(old) == {"sam3_best_unboxed"}
     assert calibration.with_sam3(0.8, {"sam3_best_unboxed": 0.8}, old) == pytest.approx(0.5)
+
+
+def test_the_competing_margin_says_how_much_better_another_phrase_explains_each_unboxed_proposal():
+    star, other_star = (rle_lib.encode(box(x0, x0 + 10)) for x0 in (0, 20))
+    blue_star = [(star, 0.9)]  # another phrase of the image found the same star, and liked it better
+    assert calibration.competing_margin([(star, 0.3)], blue_star) == pytest.approx(0.6)
+    # The least over the unboxed proposals: one no other phrase found is this phrase's own candidate.
+    assert calibration.competing_margin([(star, 0.3), (other_star, 0.2)], blue_star) == pytest.approx(-0.2)
+    assert calibration.competing_margin([(star, 0.3)], []) == pytest.approx(-0.3)
+    assert calibration.competing_margin([], blue_star) == 0.0, "nothing unboxed, nothing to explain"
+
+
+def test_a_value_witness_enters_as_it_is():
+    rng = np.random.default_rng(3)
+    margin = rng.uniform(-1, 1, size=8000)
+    p_accept = rng.uniform(0.5, 1.0, size=8000)
+    absent = rng.random(8000) < np.where(margin > 0.2, 0.99, 0.8)
+    weights = calibration.fit_with_sam3(p_accept, {"sam3_competing_margin": margin}, absent)
+    assert set(weights) == {"p_accept_logit", "sam3_competing_margin_value", "bias"} and weights[
+        "sam3_competing_margin_value"] > 0
+    assert calibration.witnesses_named(weights) == {"sam3_competing_margin"}
+    z = weights["p_accept_logit"] * logit(0.9) + weights["sam3_competing_margin_value"] * -0.5 + weights["bias"]
+    assert calibration.with_sam3(0.9, {"sam3_competing_margin": -0.5}, weights) == pytest.approx(1 / (1 + np.exp(-z)))
 
 
 def test_an_unboxed_proposal_is_explained_by_a_sure_rejection_or_by_lying_inside_the_boxed_masks():

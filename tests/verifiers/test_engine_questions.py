@@ -73,6 +73,10 @@ def test_each_proposal_gets_an_mv_question_and_ev_judges_what_the_first_annotato
         assert ev["sam3_best_unboxed"] == (0.1 if len(mv) > len(true) else 0.0)
         assert before["sam3_proposals"] == ev["sam3_proposals"] == len(mv)  # how many masks SAM 3 proposed
         assert before["sam3_best_beyond_cap"] == ev["sam3_best_beyond_cap"] == 0.0  # a cap of 10 left none out
+        # The rejected decoy is another phrase's true instance, which that phrase scored 0.9: 0.8 better than 0.1.
+        assert ev["sam3_competing_margin"] == pytest.approx(0.8 if len(mv) > len(true) else 0.0)
+        if true:  # before anyone looked, a positive's own instances are its best candidates
+            assert before["sam3_competing_margin"] <= 0.0
         # What each question leaves unboxed, for calibration to ask MV about: everything, then the rejected decoy.
         assert before["unboxed_rles"] == [r["rles"][0] for r in mv]
         assert ev["unboxed_rles"] == [r["rles"][0] for r in mv if r["label"] == "reject"]

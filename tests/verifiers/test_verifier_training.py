@@ -86,6 +86,10 @@ def test_bad_example_lines_are_named(tmp_path):
     path.write_text(json.dumps({**json.loads(good[0]), "sam3_best_unboxed": "high"}) + "\n")
     with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_best_unboxed must be a number in \[0, 1\]"):
         load_examples(path, images)
+    for margin in (-1.5, "better"):
+        path.write_text(json.dumps({**json.loads(good[0]), "sam3_competing_margin": margin}) + "\n")
+        with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_competing_margin must be a number in \[-1, 1\]"):
+            load_examples(path, images)
     for count in (-1, 1.5, True):
         path.write_text(json.dumps({**json.loads(good[0]), "sam3_proposals": count}) + "\n")
         with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_proposals must be an integer >= 0"):

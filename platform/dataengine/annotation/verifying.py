@@ -32,6 +32,7 @@ from dataengine.annotation.models import (
     MaskSource,
     MaskState,
     MVOption,
+    Proposal,
     ReviewDecision,
     TaskKind,
     Verdict,
@@ -54,7 +55,14 @@ from dataengine.engine.services import get_or_create_job, record_audit
 from dataengine.errors import InvalidInput
 from dataengine.media.storage import media_uri
 from model import rle as rle_lib
-from verifiers.calibration import SAM3_WITNESSES, UNBOXED_EXPLAINED, unboxed_explained, with_sam3, witnesses_named
+from verifiers.calibration import (
+    SAM3_WITNESSES,
+    UNBOXED_EXPLAINED,
+    competing_margin,
+    unboxed_explained,
+    with_sam3,
+    witnesses_named,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +116,15 @@ class Thresholds:
 @dataclass(frozen=True)
 class Witnesses:
     """SAM 3's evidence on one EV question (verifiers.calibration.SAM3_WITNESSES): its presence score for the pair,
-    its best score among the proposals the question leaves unboxed, how many masks it proposed and its best score
-    among the instances the project's cap left out (None: the proposal did not record it)."""
+    its best score among the proposals the question leaves unboxed, how many masks it proposed, its best score
+    among the instances the project's cap left out (None: the proposal did not record it) and how much better it
+    likes another phrase of the image for the unboxed proposals (None: not known)."""
 
     sam3_presence: float
     sam3_best_unboxed: float
     sam3_proposals: int
     sam3_best_beyond_cap: float | None = None
+    sam3_competing_margin: float | None = None
 
 
 def thresholds_for(version: ModelVersion, config: ProjectConfig) -> Thresholds:
@@ -240,9 +250,11 @@ def p_accept(probabilities: dict) -> float:
 def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_presence: float,
                  ai_presence: float, mask_areas: dict[int, int], mask_scores: dict[int, float], image_area: int,
                  phrase: str, config: ProjectConfig, thresholds: Thresholds,
-                 mask_rles: dict[int, dict] | None = None, sam3_best_beyond_cap: float | None = None) -> Route:
+                 mask_rles: dict[int, dict] | None = None, sam3_best_beyond_cap: float | None = None,
+                 other_phrases: list[tuple[dict, float]] | None = None) -> Route:
     """Where one datapoint goes after the AI verifiers, from their probabilities and the proposal (SAM 3's
-    presence, each proposed mask's area, score and, where given, RLE, and its best score beyond the cap).
+    presence, each proposed mask's area, score and, where given, RLE, and its best score beyond the cap) and, where
+    given, SAM 3's proposals of the image's other phrases (``other_phrases``: RLE, score; ``other_phrase_proposals``).
 
     EV judged the masks MV accepted (``ev_mask_ids``). With masks, auto-accepting needs every one of them at the
     MV threshold and EV at the ``ev`` threshold; with none, EV's "accept" claims the concept is absent and must
@@ -281,7 +293,8 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     else:
         reason = exhaustivity_doubt(name, ev_accept, threshold, thresholds, Witnesses(
             sam3_presence, max((mask_scores[m] for m in unboxed), default=0.0), len(mask_scores),
-            sam3_best_beyond_cap))
+            sam3_best_beyond_cap, None if other_phrases is None or mask_rles is None else competing_margin(
+                [(mask_rles[m], mask_scores[m]) for m in unboxed], other_phrases)))
         reasons += [reason] if reason else []
     checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
     # Failure-prone items: a human sees them whatever the verifiers say. The signs about masks are taken on those
@@ -324,8 +337,10 @@ def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds
         return (f"EV and SAM 3 not confident {claim} (P({short}) {p:.2f} < {threshold:.2f} on {name}: EV P(accept) "
                 f"{ev_accept:.2f}, SAM 3 presence {witnesses.sam3_presence:.2f}, best unboxed proposal "
                 f"{witnesses.sam3_best_unboxed:.2f}, {witnesses.sam3_proposals} proposed"
-                + (f", best beyond the cap {witnesses.sam3_best_beyond_cap:.2f})"
-                   if witnesses.sam3_best_beyond_cap is not None else ")"))
+                + (f", best beyond the cap {witnesses.sam3_best_beyond_cap:.2f}"
+                   if witnesses.sam3_best_beyond_cap is not None else "")
+                + (f", another phrase's margin {witnesses.sam3_competing_margin:.2f})"
+                   if witnesses.sam3_competing_margin is not None else ")"))
     return f"EV not confident {claim} (P(accept) {ev_accept:.2f} < {threshold:.2f} on {name})"
 
 
@@ -419,6 +434,7 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
         mask_areas={pk: m.area for pk, m in masks.items()}, mask_scores={pk: m.score or 0.0 for pk, m in masks.items()},
         mask_rles={pk: m.rle for pk, m in masks.items()},
         sam3_best_beyond_cap=proposal.best_beyond_cap if proposal else None,
+        other_phrases=other_phrase_proposals(datapoint),
         image_area=datapoint.media.width * datapoint.media.height,
         phrase=datapoint.concept.phrase, config=config, thresholds=thresholds_for(version, config))
     for pk, mask in masks.items():
@@ -489,9 +505,22 @@ def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds,
     explained = unboxed_explained([ai_mv.get(pk) for pk in unboxed], rle_lib.share_inside(
         [rles[pk] for pk in unboxed], [rles[pk] for pk in sorted(accepted)]), thresholds.mv_reject)
     name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained)
+    margin = competing_margin([(rles[pk], proposed[pk] or 0.0) for pk in unboxed], other_phrase_proposals(datapoint))
     return name, threshold, Witnesses(proposal.presence_score if proposal else 0.0,
                                       max((proposed[pk] or 0.0 for pk in unboxed), default=0.0), len(proposed),
-                                      proposal.best_beyond_cap if proposal else None)
+                                      proposal.best_beyond_cap if proposal else None, margin)
+
+
+def other_phrase_proposals(datapoint: Datapoint) -> list[tuple[dict, float]]:
+    """SAM 3's proposals (RLE, score) of the other phrases of the datapoint's image in its project, each from its
+    latest proposal: the witness ``competing_margin`` weighs them (verifiers.engine_questions asks with all of them,
+    as the engine proposes every phrase of an image in one job)."""
+    latest = dict(Proposal.objects.filter(datapoint__project_id=datapoint.project_id, datapoint__is_gold=False,
+                                          datapoint__media_id=datapoint.media_id)
+                  .exclude(datapoint__concept_id=datapoint.concept_id)
+                  .order_by("datapoint_id", "id").values_list("datapoint_id", "id"))  # the last one wins
+    return [(rle, score or 0.0) for rle, score in Mask.objects.filter(
+        source=MaskSource.MODEL, proposal_id__in=latest.values()).order_by("id").values_list("rle", "score")]
 
 
 def _to_human_check(datapoint: Datapoint, kept: list[Mask], route: Route, config: ProjectConfig) -> None:
