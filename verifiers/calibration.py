@@ -226,7 +226,8 @@ def fit_logistic(features, labels, *, l2: float = 1e-2, iterations: int = 50) ->
 # proposals it made (after deduplication and the project's cap): a set checked from one proposal is complete far
 # more often than one checked from three (world 5's refined questions: 98.3% against 77-93%); and the best score among
 # the instances the project's cap (``max_instances``) left out (0 where none): one more strong instance beyond the cap
-# says the set may miss it.
+# says the set may miss it; and how much better it likes another phrase of the image for the unboxed proposals
+# (``competing_margin``, in [-1, 1]: it enters as it is).
 SAM3_WITNESSES = {"sam3_presence": "logit", "sam3_best_unboxed": "logit", "sam3_proposals": "count",
                   "sam3_best_beyond_cap": "logit", "sam3_competing_margin": "value"}
 # A proposal of another phrase overlapping an unboxed proposal by at least this IoU is the same object, found for both.
