@@ -262,11 +262,9 @@ def competing_margin(unboxed: Sequence[tuple[dict, float]], others: Sequence[tup
     zero-box sets: 0.29 on average where the human found the concept absent, 0.06 where present)."""
     if not unboxed:
         return 0.0
-    if not others:
-        return -max(score for _, score in unboxed)
     overlap = rle_lib.iou([rle for rle, _ in unboxed], [rle for rle, _ in others])
-    other_scores = np.array([score for _, score in others])
-    best_other = np.where(overlap >= SAME_OBJECT_IOU, other_scores[None, :], 0.0).max(axis=1)
+    other_scores = np.array([score for _, score in others], dtype=np.float64)
+    best_other = np.where(overlap >= SAME_OBJECT_IOU, other_scores[None, :], 0.0).max(axis=1, initial=0.0)
     return float(min(best - score for best, (_, score) in zip(best_other, unboxed)))
 
 

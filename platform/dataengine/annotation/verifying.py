@@ -183,7 +183,8 @@ def request_exhaustivity_after_check(datapoint: Datapoint) -> Job | None:
         return None
     config = ProjectConfig.of(project)
     masks = list(datapoint.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
-    name, threshold, _ = _after_check_claim(datapoint, thresholds_for(version, config), {m.pk for m in masks})
+    name, threshold, _ = _after_check_claim(datapoint, thresholds_for(version, config), {m.pk for m in masks},
+                                            witnesses=False)
     if threshold is None:  # the verifier could not settle it: do not ask
         datapoint.reason = f"verifier not calibrated for the target precision ({name})"
         datapoint.save(update_fields=["reason", "updated_at"])
@@ -489,11 +490,11 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         to_exhaustivity_verification(datapoint, [doubt])
 
 
-def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds,
-                       accepted: set[int]) -> tuple[str, float | None, Witnesses]:
+def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds, accepted: set[int], *,
+                       witnesses: bool = True) -> tuple[str, float | None, Witnesses | None]:
     """The EV claim on the masks a human check accepted (``ev``, or ``ev_zero_after_check`` with none), its threshold
-    on the kind of question the check left (are the proposals it did not accept all explained?) and SAM 3's
-    witnesses on it."""
+    on the kind of question the check left (are the proposals it did not accept all explained?) and, unless
+    ``witnesses`` is False (deciding whether to ask needs none), SAM 3's witnesses on it."""
     proposal = datapoint.proposals.order_by("-id").first()
     proposed = dict(datapoint.masks.filter(source=MaskSource.MODEL, proposal=proposal).values_list("pk", "score"))
     # The proposals the check did not accept (rejected by the human, or dropped as surely wrong), and AI MV on them.
@@ -505,6 +506,8 @@ def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds,
     explained = unboxed_explained([ai_mv.get(pk) for pk in unboxed], rle_lib.share_inside(
         [rles[pk] for pk in unboxed], [rles[pk] for pk in sorted(accepted)]), thresholds.mv_reject)
     name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained)
+    if not witnesses:
+        return name, threshold, None
     margin = competing_margin([(rles[pk], proposed[pk] or 0.0) for pk in unboxed], other_phrase_proposals(datapoint))
     return name, threshold, Witnesses(proposal.presence_score if proposal else 0.0,
                                       max((proposed[pk] or 0.0 for pk in unboxed), default=0.0), len(proposed),
