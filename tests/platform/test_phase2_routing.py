@@ -335,10 +335,13 @@ def test_after_a_check_an_instance_the_cap_left_out_weighs_on_whether_the_kept_m
                 "ev weighs SAM 3's sam3_best_beyond_cap: not recorded with this proposal") in dp.reason
 
 
+@pytest.mark.parametrize("claim", ["ev_zero", "ev_zero_after_check"])
 @pytest.mark.parametrize("other_phrase_box, certified", [((0, 0, 20, 20), True), ((30, 10, 50, 30), False)])
-def test_after_a_check_a_rejected_mask_another_phrase_explains_better_speaks_for_absence(phase2, alice,
-                                                                                        other_phrase_box, certified):
-    phase2.active_verifier.manifest = {"target_precision": 0.98, "with_sam3": {"ev_zero_after_check": {
+def test_a_mask_another_phrase_of_the_image_explains_better_speaks_for_absence(phase2, alice, claim,
+                                                                              other_phrase_box, certified):
+    """At routing (MV keeps nothing) and after a check (the human rejects the mask), the absence claim weighs how
+    much better SAM 3 likes the image's other phrase for the mask."""
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "with_sam3": {claim: {
         "p_accept_logit": 1.0, "sam3_competing_margin_value": 10.0, "bias": 0.0}},
         "thresholds": {"mv": 0.8, "ev": 0.98, "ev_zero": 0.9, "ev_zero_after_check": 0.9}}
     phase2.active_verifier.save()
@@ -346,36 +349,22 @@ def test_after_a_check_a_rejected_mask_another_phrase_explains_better_speaks_for
     found = propose(phase2, image(phase2), {"green star": [box_mask(0, 0, 20, 20)],
                                             "blue star": [box_mask(*other_phrase_box)]})
     dp = found["green star"]
-    Mask.objects.filter(datapoint=dp).update(score=0.3)
-    verify(phase2, dp, [0.5], ev_probs(0.3))
-    check_masks(phase2, alice, ["reject"])
-    verify_exhaustivity(phase2, dp, 0.8)  # alone, 0.8 would never pass 0.9
-    dp.refresh_from_db()
-    if certified:  # margin 0.9 - 0.3: P(absent) = sigmoid(logit 0.8 + 6) = 0.9994
-        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
-    else:  # no other phrase found that object: margin -0.3, P(absent) = sigmoid(logit 0.8 - 3) = 0.17
-        assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and not dp.auto_accepted
-        assert "P(absent) 0.17 < 0.90" in dp.reason and "another phrase's margin -0.30" in dp.reason
-
-
-@pytest.mark.parametrize("other_phrase_box, certified", [((0, 0, 20, 20), True), ((30, 10, 50, 30), False)])
-def test_at_routing_a_mask_another_phrase_of_the_image_explains_better_speaks_for_absence(phase2, other_phrase_box,
-                                                                                         certified):
-    phase2.active_verifier.manifest = {"target_precision": 0.98, "with_sam3": {"ev_zero": {
-        "p_accept_logit": 1.0, "sam3_competing_margin_value": 10.0, "bias": 0.0}},
-        "thresholds": {"mv": 0.8, "ev": 0.98, "ev_zero": 0.9, "ev_zero_after_check": 0.9}}
-    phase2.active_verifier.save()
-    found = propose(phase2, image(phase2), {"green star": [box_mask(0, 0, 20, 20)],
-                                            "blue star": [box_mask(*other_phrase_box)]})
-    dp = found["green star"]
     dp.proposals.update(presence_score=0.2)  # SAM 3 and the verifier agree it is likely absent: no failure sign
     Mask.objects.filter(datapoint=dp).update(score=0.3)
-    verify(phase2, dp, [0.5], ev_probs(0.8), presence=0.2)  # MV keeps nothing: EV judged zero boxes
+    if claim == "ev_zero":
+        verify(phase2, dp, [0.5], ev_probs(0.8), presence=0.2)  # alone, 0.8 would never pass 0.9
+    else:
+        verify(phase2, dp, [0.5], ev_probs(0.3), presence=0.2)
+        check_masks(phase2, alice, ["reject"])
+        verify_exhaustivity(phase2, dp, 0.8)
     dp.refresh_from_db()
     if certified:  # margin 0.9 - 0.3: P(absent) = sigmoid(logit 0.8 + 6) = 0.9994
         assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
-    else:  # the image's other phrase found another object: margin -0.3, P(absent) 0.17, a human looks
-        assert not dp.auto_accepted and "another phrase's margin -0.30" in dp.reason
+    else:  # no other phrase found that object: margin -0.3, P(absent) = sigmoid(logit 0.8 - 3) = 0.17; a human
+        # checks the mask (at routing) or looks for the concept (after the check)
+        assert dp.state == (DatapointState.MASK_VERIFICATION if claim == "ev_zero" else
+                            DatapointState.EXHAUSTIVITY_VERIFICATION) and not dp.auto_accepted
+        assert "P(absent) 0.17 < 0.90" in dp.reason and "another phrase's margin -0.30" in dp.reason
 
 
 def test_a_claim_calibrated_on_evidence_routing_lacks_is_left_to_humans(phase2, caplog):
