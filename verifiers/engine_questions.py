@@ -15,7 +15,8 @@ zero-boxes EV question routing asks of every datapoint before a human looks (``e
 carries SAM 3's witnesses (verifiers.calibration: its presence score, its best score among the proposals the question
 does not box, how many proposals it made, its best score among those the cap left out and how much better it likes
 another phrase of the image for the unboxed proposals, ``competing_margin``), which routing weighs with the verifier's
-answer, and those unboxed proposals (``unboxed_rles``: calibration asks MV about them). ``label`` is
+answer, and those unboxed proposals (``unboxed_rles``: calibration asks MV about them) with each one's margin
+(``unboxed_margins``, calibration.competing_margins). ``label`` is
 the first annotator's verdict (3% mistakes by default), ``gold`` the majority of ``adjudicators`` independent
 annotators, as a gold set is triple-annotated. The file is what ``manage.py export_verifier_examples`` writes, so
 ``python -m verifiers.calibrate --examples FILE --images DIR`` reads it; the gold file's world must be one the routing
@@ -34,7 +35,7 @@ from PIL import Image
 
 from model.sam3 import DEFAULT_DEDUPE_IOU
 from model.sam3.refine import refine_proposals
-from verifiers.calibration import competing_margin
+from verifiers.calibration import competing_margins
 from verifiers.synthetic import adjudicated, annotators, require_simulated_annotator
 
 
@@ -66,6 +67,7 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
         for index, (phrase, proposal) in enumerate(zip(phrases, proposals)):
             others = [instance for j, own in enumerate(found) if j != index for instance in own]
             datapoint = {"media": media, "phrase": phrase}
+            margins = competing_margins(found[index], others)
             # Routing's first question of every datapoint: zero boxes, before anyone looked (is it absent?).
             answers = [answer_exhaustivity({"datapoint": datapoint, "masks": []}, truth, a) for a in configs]
             yield {"task": "ev", "image": name, "phrase": phrase, "rles": [], "label": answers[0].decision,
@@ -73,16 +75,16 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "sam3_presence": proposal.presence_score,
                    "sam3_best_unboxed": max((i.score for i in proposal.instances), default=0.0),
                    "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
-                   "sam3_competing_margin": competing_margin(found[index], others),
-                   "unboxed_rles": [i.rle for i in proposal.instances]}
+                   "sam3_competing_margin": min(margins, default=0.0),
+                   "unboxed_rles": [i.rle for i in proposal.instances], "unboxed_margins": margins}
             accepted, rejected = [], []
-            for instance in proposal.instances:
+            for instance, margin in zip(proposal.instances, margins):
                 task = {"datapoint": datapoint, "mask": {"rle": instance.rle}}
                 answers = [answer_mask_verification(task, truth, a) for a in configs]
                 if answers[0].decision == "accept":
                     accepted.append(instance.rle)
                 else:
-                    rejected.append(instance)
+                    rejected.append((instance, margin))
                 yield {"task": "mv", "image": name, "phrase": phrase, "rles": [instance.rle],
                        "label": answers[0].decision, "correct": answers[0].correct, "kind": "engine_proposal",
                        "gold": adjudicated(answers)}
@@ -91,10 +93,10 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
             yield {"task": "ev", "image": name, "phrase": phrase, "rles": accepted, "label": answers[0].decision,
                    "correct": answers[0].correct, "kind": "engine_after_mv" if accepted else "engine_zero_boxes",
                    "gold": adjudicated(answers), "sam3_presence": proposal.presence_score,
-                   "sam3_best_unboxed": max((i.score for i in rejected), default=0.0),
+                   "sam3_best_unboxed": max((i.score for i, _ in rejected), default=0.0),
                    "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
-                   "sam3_competing_margin": competing_margin([(i.rle, i.score) for i in rejected], others),
-                   "unboxed_rles": [i.rle for i in rejected]}
+                   "sam3_competing_margin": min((m for _, m in rejected), default=0.0),
+                   "unboxed_rles": [i.rle for i, _ in rejected], "unboxed_margins": [m for _, m in rejected]}
 
 
 def meta_path(examples: str | Path) -> Path:

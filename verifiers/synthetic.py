@@ -55,9 +55,11 @@ class Example:
     sam3_proposals: int | None = None
     sam3_best_beyond_cap: float | None = None
     sam3_competing_margin: float | None = None
-    # An engine EV question's proposals it leaves unboxed (None: not known, as for the synthetic questions): whether
-    # every one of them is explained splits each EV claim in two (verifiers.calibration.unboxed_explained).
+    # An engine EV question's proposals it leaves unboxed (None: not known, as for the synthetic questions) and each
+    # one's competing margin (None: not known): whether every one of them is explained splits each EV claim in two
+    # (verifiers.calibration.unboxed_explained).
     unboxed_rles: list[dict] | None = None
+    unboxed_margins: list[float] | None = None
 
 
 def require_simulated_annotator() -> None:

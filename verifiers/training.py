@@ -17,8 +17,9 @@ carries SAM 3's witnesses (``Example.sam3_presence``, ``sam3_best_unboxed``, ``s
 threshold applies to the probability from the verifier and SAM 3 together (``with_sam3``, a logistic fitted on the
 same calibration share).
 Where every EV question lists the proposals it leaves unboxed (``Example.unboxed_rles``), each EV claim is certified
-separately on the questions where each is explained — MV is sure it is wrong, or it lies mostly inside the boxed
-masks — (``<claim>_unboxed_explained``) and on the rest (``<claim>``).
+separately on the questions where each is explained — MV is sure it is wrong, it lies mostly inside the boxed
+masks, or (after a human check, ``Example.unboxed_margins``) SAM 3 clearly prefers another phrase of the image for
+it — (``<claim>_unboxed_explained``) and on the rest (``<claim>``).
 Checkpoints are written with a manifest holding the training config, code version, metrics, temperatures,
 thresholds and the learning curve.
 
@@ -292,8 +293,15 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
                     unboxed = [rle_lib.validate(r, size=size) for r in unboxed]
                 except rle_lib.InvalidRLE as exc:
                     raise ValueError(f"unboxed_rles: {exc}") from exc
+            margins = row.get("unboxed_margins")
+            if margins is not None and (unboxed is None or not isinstance(margins, list)
+                                        or len(margins) != len(unboxed) or not all(
+                                            isinstance(m, (int, float)) and not isinstance(m, bool) and -1 <= m <= 1
+                                            for m in margins)):
+                raise ValueError("unboxed_margins must be a number in [-1, 1] per proposal of unboxed_rles")
             out.append(Example(task, cache[name], row["phrase"], rles, label, row.get("correct", label),
-                               row.get("kind", ""), {"image": name}, gold, **witnesses, unboxed_rles=unboxed))
+                               row.get("kind", ""), {"image": name}, gold, **witnesses, unboxed_rles=unboxed,
+                               unboxed_margins=margins))
         except (KeyError, ValueError, OSError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: {exc}") from exc
     return out
@@ -425,7 +433,7 @@ def explained_questions(model, processor, letter_ids, ev_examples: Sequence[Exam
                         mv_reject: float | None, *, temperature: float, size: int, device,
                         templates: Mapping[str, Template] | None = None) -> np.ndarray | None:
     """Per EV question: whether every proposal it leaves unboxed is explained (verifiers.calibration.unboxed_explained),
-    as routing judges it. ``scored``: MV P(accept) already known, by ``mask_key``; the rest are asked with the MV
+    as routing judges it: another phrase's preference counts only on questions asked after a human check. ``scored``: MV P(accept) already known, by ``mask_key``; the rest are asked with the MV
     adapter. None where some question does not list its unboxed proposals."""
     if not ev_examples or any(e.unboxed_rles is None for e in ev_examples):
         return None
@@ -445,9 +453,10 @@ def explained_questions(model, processor, letter_ids, ev_examples: Sequence[Exam
         known.update(zip(missing, accept_probability("mv", logits, temperature)))
         if hasattr(model, "set_adapter"):
             model.set_adapter("ev")
-    return np.array([calibration.unboxed_explained([known[mask_key(e, r)] for r in e.unboxed_rles],
-                                                   rle_lib.share_inside(e.unboxed_rles, e.rles), mv_reject)
-                     for e in ev_examples], dtype=bool)
+    return np.array([calibration.unboxed_explained(
+        [known[mask_key(e, r)] for r in e.unboxed_rles], rle_lib.share_inside(e.unboxed_rles, e.rles),
+        e.unboxed_margins if e.unboxed_margins is not None and e.kind not in BEFORE_CHECK_KINDS
+        else [None] * len(e.unboxed_rles), mv_reject) for e in ev_examples], dtype=bool)
 
 
 def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, config: TrainConfig,

@@ -478,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                                     else " (None: that claim always goes to a human; ev_zero = 'not present' at "
                                          "routing, ev_zero_after_check after a human rejected every mask; "
                                          "<claim>_unboxed_explained where every proposal the question leaves unboxed "
-                                         "is one MV is sure is wrong or lies mostly inside the boxed masks)")
+                                         "is one MV is sure is wrong, lies mostly inside the boxed masks, or was "
+                                         "rejected by a human check and SAM 3 clearly prefers another phrase for it)")
         + (f"; ev_zero applies to P(absent) with SAM 3's presence {verifier_manifest['absence_with_sam3']}"
            if verifier_manifest.get("absence_with_sam3") else "")
         + (f"; these claims apply to P(claim) from the verifier and SAM 3's witnesses (logistic weights): "

@@ -11,6 +11,7 @@ from dataengine.engine.models import Job, JobState, ModelKind
 from dataengine.engine.services import register_model_version
 from model import rle as rle_lib
 from tests.platform.factories import box_mask, image, propose
+from verifiers.calibration import PREFERRED_ELSEWHERE, UNBOXED_EXPLAINED
 
 pytestmark = [pytest.mark.pg, pytest.mark.django_db]
 
@@ -365,6 +366,38 @@ def test_a_mask_another_phrase_of_the_image_explains_better_speaks_for_absence(p
         assert dp.state == (DatapointState.MASK_VERIFICATION if claim == "ev_zero" else
                             DatapointState.EXHAUSTIVITY_VERIFICATION) and not dp.auto_accepted
         assert "P(absent) 0.17 < 0.90" in dp.reason and "another phrase's margin -0.30" in dp.reason
+
+
+@pytest.mark.parametrize("claim, other_phrase_box, explained", [
+    ("ev_zero_after_check", (0, 0, 20, 20), True),
+    ("ev_zero_after_check", (30, 10, 50, 30), False),  # no other phrase found that object
+    ("ev_zero", (0, 0, 20, 20), False),  # before anyone looked it may still be this phrase's instance
+])
+def test_a_mask_a_human_rejected_and_another_phrase_clearly_prefers_is_explained(phase2, alice, claim,
+                                                                                 other_phrase_box, explained):
+    """A proposal a human check rejected and SAM 3 scores well below another phrase's proposal on the same object is
+    that phrase's instance: the absence claim is judged on the threshold of questions whose unboxed proposals are
+    all explained."""
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "thresholds": {
+        "mv": 0.8, "ev": 0.98, "ev_unboxed_explained": 0.98, claim: 0.99, claim + UNBOXED_EXPLAINED: 0.7,
+        **{other: 0.99 for other in ("ev_zero", "ev_zero_after_check") if other != claim}}}
+    phase2.active_verifier.save()
+    found = propose(phase2, image(phase2), {"green star": [box_mask(0, 0, 20, 20)],
+                                            "blue star": [box_mask(*other_phrase_box)]})
+    dp = found["green star"]
+    dp.proposals.update(presence_score=0.2)  # no presence failure sign
+    Mask.objects.filter(datapoint=dp).update(score=0.9 - PREFERRED_ELSEWHERE)  # "blue star" scored its star 0.9
+    if claim == "ev_zero":
+        verify(phase2, dp, [0.5], ev_probs(0.8), presence=0.2)
+    else:
+        verify(phase2, dp, [0.5], ev_probs(0.3), presence=0.2)
+        check_masks(phase2, alice, ["reject"])
+        verify_exhaustivity(phase2, dp, 0.8)
+    dp.refresh_from_db()
+    if explained:
+        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
+    else:  # a mask MV is unsure of, unexplained
+        assert not dp.auto_accepted and f"0.80 < 0.99 on {claim})" in dp.reason
 
 
 def test_a_claim_calibrated_on_evidence_routing_lacks_is_left_to_humans(phase2, caplog):

@@ -98,6 +98,10 @@ def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(anno
                        ("outcome_before_check", "red circle"): pytest.approx(-0.9),
                        ("human_ev", "red circle"): 0.0, ("human_ev", "blue star"): 0.0,
                        ("outcome_before_check", "blue star"): 0.0}
+    # ... each unboxed proposal's own margin, of which the witness is the least.
+    each = {(r["kind"], r["phrase"]): r["unboxed_margins"] for r in rows if r["task"] == "ev"}
+    assert each[("outcome_before_check", "red circle")] == pytest.approx([-0.9, -0.8])
+    assert each[("correction_final", "red circle")] == pytest.approx([-0.8]) and each[("human_ev", "blue star")] == []
 
 
 def test_a_datapoint_corrected_twice_gives_its_final_set_once(annotated, alice):

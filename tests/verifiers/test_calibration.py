@@ -156,6 +156,7 @@ def test_the_competing_margin_says_how_much_better_another_phrase_explains_each_
     star, other_star = (rle_lib.encode(box(x0, x0 + 10)) for x0 in (0, 20))
     blue_star = [(star, 0.9)]  # another phrase of the image found the same star, and liked it better
     assert calibration.competing_margin([(star, 0.3)], blue_star) == pytest.approx(0.6)
+    assert calibration.competing_margins([(star, 0.3), (other_star, 0.2)], blue_star) == pytest.approx([0.6, -0.2])
     # The least over the unboxed proposals: one no other phrase found is this phrase's own candidate.
     assert calibration.competing_margin([(star, 0.3), (other_star, 0.2)], blue_star) == pytest.approx(-0.2)
     assert calibration.competing_margin([(star, 0.3)], []) == pytest.approx(-0.3)
@@ -175,12 +176,18 @@ def test_a_value_witness_enters_as_it_is():
     assert calibration.with_sam3(0.9, {"sam3_competing_margin": -0.5}, weights) == pytest.approx(1 / (1 + np.exp(-z)))
 
 
-def test_an_unboxed_proposal_is_explained_by_a_sure_rejection_or_by_lying_inside_the_boxed_masks():
-    assert calibration.unboxed_explained([], [], 0.1), "nothing unboxed: vacuously"
-    assert calibration.unboxed_explained([0.1, 0.02], [0.0, 0.0], 0.1)
-    assert not calibration.unboxed_explained([0.1, 0.11], [0.0, 0.0], 0.1)
-    assert calibration.unboxed_explained([0.1, 0.9], [0.0, 0.5], 0.1), "half inside a boxed mask: a part of it"
-    assert not calibration.unboxed_explained([None], [0.0], 0.1), "a proposal MV never judged is no sure reject"
-    assert not calibration.unboxed_explained([0.0], [0.0], None), "no certified rejection threshold"
+def test_an_unboxed_proposal_is_explained_by_a_sure_rejection_lying_inside_the_boxed_masks_or_another_phrase():
+    unknown = [None, None]
+    assert calibration.unboxed_explained([], [], [], 0.1), "nothing unboxed: vacuously"
+    assert calibration.unboxed_explained([0.1, 0.02], [0.0, 0.0], unknown, 0.1)
+    assert not calibration.unboxed_explained([0.1, 0.11], [0.0, 0.0], unknown, 0.1)
+    assert calibration.unboxed_explained([0.1, 0.9], [0.0, 0.5], unknown, 0.1), "half inside a boxed mask: a part"
+    preferred = calibration.PREFERRED_ELSEWHERE
+    assert calibration.unboxed_explained([0.1, 0.9], [0.0, 0.0], [-0.5, preferred], 0.1), "another phrase's instance"
+    assert not calibration.unboxed_explained([0.1, 0.9], [0.0, 0.0], [-0.5, preferred - 0.01], 0.1)
+    assert not calibration.unboxed_explained([None], [0.0], [None], 0.1), "a proposal MV never judged is no sure reject"
+    assert not calibration.unboxed_explained([0.0], [0.0], [None], None), "no certified rejection threshold"
     with pytest.raises(ValueError):
-        calibration.unboxed_explained([0.0], [], 0.1)
+        calibration.unboxed_explained([0.0], [], [None], 0.1)
+    with pytest.raises(ValueError):
+        calibration.unboxed_explained([0.0], [0.0], [], 0.1)

@@ -80,6 +80,10 @@ def test_each_proposal_gets_an_mv_question_and_ev_judges_what_the_first_annotato
         # What each question leaves unboxed, for calibration to ask MV about: everything, then the rejected decoy.
         assert before["unboxed_rles"] == [r["rles"][0] for r in mv]
         assert ev["unboxed_rles"] == [r["rles"][0] for r in mv if r["label"] == "reject"]
+        # ... with each one's margin: the least of them is the witness.
+        assert len(before["unboxed_margins"]) == len(mv) and min(before["unboxed_margins"], default=0.0) == before[
+            "sam3_competing_margin"]
+        assert ev["unboxed_margins"] == pytest.approx([0.8] if len(mv) > len(true) else [])
 
 
 def test_an_incomplete_proposal_set_is_an_ev_reject(world):

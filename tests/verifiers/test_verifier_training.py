@@ -10,7 +10,14 @@ import pytest
 from verifiers import calibration
 from verifiers.model import load_verifier
 from verifiers.synthetic import Example, scene_examples
-from verifiers.training import threshold_groups, correction_examples, load_examples, split_heldout
+from verifiers.training import (
+    correction_examples,
+    explained_questions,
+    load_examples,
+    mask_key,
+    split_heldout,
+    threshold_groups,
+)
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "verifier-tiny"
 
@@ -104,6 +111,16 @@ def test_bad_example_lines_are_named(tmp_path):
         path.write_text(json.dumps({**ev, "unboxed_rles": bad}) + "\n")
         with pytest.raises(ValueError, match=r"examples.jsonl:1: unboxed_rles: "):
             load_examples(path, images)
+    boxed = next(row for row in map(json.loads, good) if row["task"] == "ev" and row["rles"])
+    one_unboxed = {**boxed, "unboxed_rles": boxed["rles"][:1]}
+    path.write_text(json.dumps({**one_unboxed, "unboxed_margins": [0.25]}) + "\n")
+    assert load_examples(path, images)[0].unboxed_margins == [0.25]
+    for bad in ({**ev, "unboxed_rles": None, "unboxed_margins": []},  # margins of nothing
+                {**one_unboxed, "unboxed_margins": [0.1, 0.1]}, {**one_unboxed, "unboxed_margins": ["high"]},
+                {**one_unboxed, "unboxed_margins": [1.5]}):
+        path.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(ValueError, match=r"examples.jsonl:1: unboxed_margins must be a number in \[-1, 1\] per"):
+            load_examples(path, images)
 
 
 def test_absence_before_and_after_a_human_check_is_calibrated_on_its_own_questions(scene_image, scene_rles):
@@ -133,6 +150,20 @@ def test_each_ev_claim_is_split_by_whether_mv_is_sure_every_unboxed_proposal_is_
                       "ev_zero": [False, True, False, False], "ev_zero_unboxed_explained": [True, False, False, False],
                       "ev_zero_after_check": [False, False, False, True],
                       "ev_zero_after_check_unboxed_explained": [False, False, False, False]}
+
+
+def test_another_phrase_explains_a_proposal_only_once_a_human_check_rejected_it(scene_image, scene_rles):
+    preferred = calibration.PREFERRED_ELSEWHERE
+
+    def question(kind, margins):
+        return Example("ev", scene_image, "yellow shape", [], "accept", kind=kind, unboxed_rles=scene_rles[:1],
+                       unboxed_margins=margins)
+
+    questions = [question("engine_zero_boxes", [preferred]), question("engine_before_check", [preferred]),
+                 question("engine_zero_boxes", [preferred - 0.05]), question("engine_zero_boxes", None)]
+    unsure = {mask_key(q, q.unboxed_rles[0]): 0.6 for q in questions}  # MV is not sure it is wrong
+    assert explained_questions(None, None, None, questions, unsure, 0.1, temperature=1.0, size=64,
+                               device="cpu").tolist() == [True, False, False, False]
 
 
 def test_recalibration_splits_the_claims_where_the_questions_list_what_they_leave_unboxed(tmp_path,

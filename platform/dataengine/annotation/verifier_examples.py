@@ -16,8 +16,9 @@ Rows, one question each (``{"task", "image", "phrase", "rles", "label", "kind"[,
 Every EV row of a datapoint SAM 3 proposed for carries SAM 3's witnesses (verifiers.calibration.SAM3_WITNESSES)
 from its latest proposal: the presence score, the best score among the proposed masks the question does not box, how
 many masks it proposed, its best score beyond the cap (where recorded) and how much better it likes another phrase of
-the image for the unboxed masks (``competing_margin``); and those it leaves unboxed (``unboxed_rles``:
-verifiers.training splits each EV claim by whether they are all explained, verifiers.calibration.unboxed_explained).
+the image for the unboxed masks (``competing_margin``); and those it leaves unboxed (``unboxed_rles``) with each
+one's margin (``unboxed_margins``): verifiers.training splits each EV claim by whether they are all explained
+(verifiers.calibration.unboxed_explained).
 
 ``gold``: where the project's frozen gold set has the same image and phrase, the verdict its instances imply
 (MV accept iff the mask's best IoU with a gold instance reaches ``GOLD_MV_IOU``; EV accept iff every gold
@@ -43,7 +44,7 @@ from dataengine.annotation.models import (
 )
 from dataengine.concepts.models import Datapoint, DatapointState
 from model import rle as rle_lib
-from verifiers.calibration import competing_margin
+from verifiers.calibration import competing_margins
 
 GOLD_MV_IOU = 0.75
 GOLD_COVER_IOU = 0.5
@@ -84,7 +85,7 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
               .order_by("datapoint_id", "id").values_list("datapoint_id", "id", "presence_score", "best_beyond_cap")}
     proposal_of = {proposal: dp for dp, (proposal, _, _) in latest.items()}
     pairs = dict(Datapoint.objects.filter(pk__in=latest).values_list("pk", "media_id"))
-    phrases_of_media: dict[int, list[int]] = {}  # media -> datapoints with a proposal, for competing_margin
+    phrases_of_media: dict[int, list[int]] = {}  # media -> datapoints with a proposal, for competing_margins
     for dp, media_id in pairs.items():
         phrases_of_media.setdefault(media_id, []).append(dp)
     scores: dict[int, dict[int, float]] = {}  # datapoint -> {mask id: score} of its latest proposal
@@ -111,11 +112,12 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
             out["sam3_proposals"] = len(scores.get(dp.pk, {}))
             if latest[dp.pk][2] is not None:  # proposals stored before it was recorded lack it
                 out["sam3_best_beyond_cap"] = latest[dp.pk][2]
-            out["unboxed_rles"] = [proposed_rles[m] for m in scores.get(dp.pk, {}) if m not in boxed]
-            out["sam3_competing_margin"] = competing_margin(
-                [(proposed_rles[m], s) for m, s in scores.get(dp.pk, {}).items() if m not in boxed],
-                [(proposed_rles[m], s) for other in phrases_of_media.get(dp.media_id, ()) if other != dp.pk
-                 for m, s in scores.get(other, {}).items()])
+            unboxed = [(proposed_rles[m], s) for m, s in scores.get(dp.pk, {}).items() if m not in boxed]
+            out["unboxed_rles"] = [rle for rle, _ in unboxed]
+            out["unboxed_margins"] = competing_margins(unboxed, [
+                (proposed_rles[m], s) for other in phrases_of_media.get(dp.media_id, ()) if other != dp.pk
+                for m, s in scores.get(other, {}).items()])
+            out["sam3_competing_margin"] = min(out["unboxed_margins"], default=0.0)
         return out
 
     rows = []

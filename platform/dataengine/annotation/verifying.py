@@ -59,6 +59,7 @@ from verifiers.calibration import (
     SAM3_WITNESSES,
     UNBOXED_EXPLAINED,
     competing_margin,
+    competing_margins,
     unboxed_explained,
     with_sam3,
     witnesses_named,
@@ -82,8 +83,9 @@ class Thresholds:
     routing, before any human look, and ``ev_zero_after_check`` zero boxes after a human check rejected every
     proposed mask (verifiers.training: the two are chosen on different populations). A version calibrated with the
     split (``split``) has each EV claim twice: ``<claim>_unboxed_explained`` where every proposal the question leaves
-    unboxed is explained (MV is sure it is wrong, or it lies mostly inside the boxed masks), ``<claim>`` elsewhere
-    (verifiers.calibration.UNBOXED_EXPLAINED)."""
+    unboxed is explained (MV is sure it is wrong, it lies mostly inside the boxed masks, or a human check rejected it
+    and SAM 3 clearly prefers another phrase of the image for it), ``<claim>`` elsewhere
+    (verifiers.calibration.unboxed_explained)."""
 
     mv: float | None = None
     ev: float | None = None
@@ -183,8 +185,7 @@ def request_exhaustivity_after_check(datapoint: Datapoint) -> Job | None:
         return None
     config = ProjectConfig.of(project)
     masks = list(datapoint.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
-    name, threshold, _ = _after_check_claim(datapoint, thresholds_for(version, config), {m.pk for m in masks},
-                                            witnesses=False)
+    name, threshold, _ = _after_check_claim(datapoint, thresholds_for(version, config), {m.pk for m in masks})
     if threshold is None:  # the verifier could not settle it: do not ask
         datapoint.reason = f"verifier not calibrated for the target precision ({name})"
         datapoint.save(update_fields=["reason", "updated_at"])
@@ -280,10 +281,11 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     ev_accept = float(ev.get(EVOption.ACCEPT, 0.0))
     unboxed = [m for m in mask_scores if m not in accepted]
     # As calibration split the claims: is every unboxed proposal one MV is sure is wrong, or part of a boxed mask?
+    # (Another phrase's preference explains it only after a human check.)
     inside = (rle_lib.share_inside([mask_rles[m] for m in unboxed], [mask_rles[m] for m in accepted])
               if mask_rles else [0.0] * len(unboxed))
     name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero", unboxed_explained(
-        [p_accept(mv[m]) if m in mv else None for m in unboxed], inside, thresholds.mv_reject))
+        [p_accept(mv[m]) if m in mv else None for m in unboxed], inside, [None] * len(unboxed), thresholds.mv_reject))
     reasons = []
     if accepted and (thresholds.mv is None or threshold is None):
         reasons.append("verifier not calibrated for the target precision (masks)")
@@ -490,11 +492,11 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         to_exhaustivity_verification(datapoint, [doubt])
 
 
-def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds, accepted: set[int], *,
-                       witnesses: bool = True) -> tuple[str, float | None, Witnesses | None]:
+def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds,
+                       accepted: set[int]) -> tuple[str, float | None, Witnesses]:
     """The EV claim on the masks a human check accepted (``ev``, or ``ev_zero_after_check`` with none), its threshold
-    on the kind of question the check left (are the proposals it did not accept all explained?) and, unless
-    ``witnesses`` is False (deciding whether to ask needs none), SAM 3's witnesses on it."""
+    on the kind of question the check left (are the proposals it did not accept all explained?) and SAM 3's
+    witnesses on it."""
     proposal = datapoint.proposals.order_by("-id").first()
     proposed = dict(datapoint.masks.filter(source=MaskSource.MODEL, proposal=proposal).values_list("pk", "score"))
     # The proposals the check did not accept (rejected by the human, or dropped as surely wrong), and AI MV on them.
@@ -503,15 +505,13 @@ def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds, accepted: s
         datapoint=datapoint, kind=VerdictKind.MASK, by_ai=True, mask__in=unboxed).order_by("id")
         .values_list("mask_id", "probabilities")}
     rles = dict(datapoint.masks.filter(pk__in=[*unboxed, *accepted]).values_list("pk", "rle"))
+    margins = competing_margins([(rles[pk], proposed[pk] or 0.0) for pk in unboxed], other_phrase_proposals(datapoint))
     explained = unboxed_explained([ai_mv.get(pk) for pk in unboxed], rle_lib.share_inside(
-        [rles[pk] for pk in unboxed], [rles[pk] for pk in sorted(accepted)]), thresholds.mv_reject)
+        [rles[pk] for pk in unboxed], [rles[pk] for pk in sorted(accepted)]), margins, thresholds.mv_reject)
     name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained)
-    if not witnesses:
-        return name, threshold, None
-    margin = competing_margin([(rles[pk], proposed[pk] or 0.0) for pk in unboxed], other_phrase_proposals(datapoint))
     return name, threshold, Witnesses(proposal.presence_score if proposal else 0.0,
                                       max((proposed[pk] or 0.0 for pk in unboxed), default=0.0), len(proposed),
-                                      proposal.best_beyond_cap if proposal else None, margin)
+                                      proposal.best_beyond_cap if proposal else None, min(margins, default=0.0))
 
 
 def other_phrase_proposals(datapoint: Datapoint) -> list[tuple[dict, float]]:
