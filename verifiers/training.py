@@ -247,6 +247,11 @@ def load_example_sets(paths: Sequence[str | Path], images_dirs: Sequence[str | P
     return examples, sources
 
 
+def _number_in(value, low: float, high: float) -> bool:
+    """A JSON number (not a bool) within [low, high]."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
 def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
     """Examples from JSONL lines ``{"task", "image", "phrase", "rles", "label"}`` (image relative to images_dir),
     optionally ``"gold"``: the adjudicated verdict (a reviewer's or the majority of several annotators').
@@ -280,9 +285,9 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
                     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                         raise ValueError(f"{witness} must be an integer >= 0")
                 elif SAM3_WITNESSES[witness] == "value":
-                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
+                    if not _number_in(value, -1.0, 1.0):
                         raise ValueError(f"{witness} must be a number in [-1, 1]")
-                elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                elif not _number_in(value, 0.0, 1.0):
                     raise ValueError(f"{witness} must be a number in [0, 1]")
             unboxed = row.get("unboxed_rles")
             if unboxed is not None:
@@ -294,10 +299,8 @@ def load_examples(path: str | Path, images_dir: str | Path) -> list[Example]:
                 except rle_lib.InvalidRLE as exc:
                     raise ValueError(f"unboxed_rles: {exc}") from exc
             margins = row.get("unboxed_margins")
-            if margins is not None and (unboxed is None or not isinstance(margins, list)
-                                        or len(margins) != len(unboxed) or not all(
-                                            isinstance(m, (int, float)) and not isinstance(m, bool) and -1 <= m <= 1
-                                            for m in margins)):
+            if margins is not None and (unboxed is None or not isinstance(margins, list) or len(margins) != len(unboxed)
+                                        or not all(_number_in(m, -1.0, 1.0) for m in margins)):
                 raise ValueError("unboxed_margins must be a number in [-1, 1] per proposal of unboxed_rles")
             out.append(Example(task, cache[name], row["phrase"], rles, label, row.get("correct", label),
                                row.get("kind", ""), {"image": name}, gold, **witnesses, unboxed_rles=unboxed,
@@ -433,8 +436,9 @@ def explained_questions(model, processor, letter_ids, ev_examples: Sequence[Exam
                         mv_reject: float | None, *, temperature: float, size: int, device,
                         templates: Mapping[str, Template] | None = None) -> np.ndarray | None:
     """Per EV question: whether every proposal it leaves unboxed is explained (verifiers.calibration.unboxed_explained),
-    as routing judges it: another phrase's preference counts only on questions asked after a human check. ``scored``: MV P(accept) already known, by ``mask_key``; the rest are asked with the MV
-    adapter. None where some question does not list its unboxed proposals."""
+    as routing judges it: another phrase's preference counts only on questions asked after a human check.
+    ``scored``: MV P(accept) already known, by ``mask_key``; the rest are asked with the MV adapter. None where some
+    question does not list its unboxed proposals."""
     if not ev_examples or any(e.unboxed_rles is None for e in ev_examples):
         return None
     known = dict(scored)
