@@ -14,13 +14,13 @@ question a human check asks next, on the masks the first annotator accepted (zer
 zero-boxes EV question routing asks of every datapoint before a human looks (``engine_before_check``). Every EV row
 carries SAM 3's witnesses (verifiers.calibration: its presence score, its best score among the proposals the question
 does not box, how many proposals it made, its best score among those the cap left out and how much better it likes
-another phrase of the image for the unboxed proposals, ``competing_margin``), which routing weighs with the verifier's
-answer, and those unboxed proposals (``unboxed_rles``: calibration asks MV about them) with each one's margin
-(``unboxed_margins``, calibration.competing_margins). ``label`` is
-the first annotator's verdict (3% mistakes by default), ``gold`` the majority of ``adjudicators`` independent
-annotators, as a gold set is triple-annotated. The file is what ``manage.py export_verifier_examples`` writes, so
-``python -m verifiers.calibrate --examples FILE --images DIR`` reads it; the gold file's world must be one the routing
-is not measured on.
+another phrase of the image for the unboxed proposals, ``competing_margin``, and the share of the image its semantic
+mask covers outside the boxed masks, ``uncovered_share``), which routing weighs with the verifier's answer, and
+those unboxed proposals (``unboxed_rles``: calibration asks MV about them) with each one's margin
+(``unboxed_margins``, calibration.competing_margins). ``label`` is the first annotator's verdict (3% mistakes by
+default), ``gold`` the majority of ``adjudicators`` independent annotators, as a gold set is triple-annotated. The
+file is what ``manage.py export_verifier_examples`` writes, so ``python -m verifiers.calibrate --examples FILE
+--images DIR`` reads it; the gold file's world must be one the routing is not measured on.
 """
 from __future__ import annotations
 
@@ -35,8 +35,13 @@ from PIL import Image
 
 from model.sam3 import DEFAULT_DEDUPE_IOU
 from model.sam3.refine import refine_proposals
-from verifiers.calibration import competing_margins
+from verifiers.calibration import competing_margins, uncovered_share
 from verifiers.synthetic import adjudicated, annotators, require_simulated_annotator
+
+
+def uncovered(proposal, boxed: list[dict]) -> dict:
+    """The witness ``sam3_uncovered`` of an EV row boxing ``boxed`` (nothing where SAM 3 gave no semantic mask)."""
+    return {} if proposal.semantic_rle is None else {"sam3_uncovered": uncovered_share(proposal.semantic_rle, boxed)}
 
 
 def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3, score_threshold: float = 0.0,
@@ -76,6 +81,7 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "sam3_best_unboxed": max((i.score for i in proposal.instances), default=0.0),
                    "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
                    "sam3_competing_margin": min(margins, default=0.0),
+                   **uncovered(proposal, []),
                    "unboxed_rles": [i.rle for i in proposal.instances], "unboxed_margins": margins}
             accepted, rejected = [], []
             for instance, margin in zip(proposal.instances, margins):
@@ -96,6 +102,7 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "sam3_best_unboxed": max((i.score for i, _ in rejected), default=0.0),
                    "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
                    "sam3_competing_margin": min((m for _, m in rejected), default=0.0),
+                   **uncovered(proposal, accepted),
                    "unboxed_rles": [i.rle for i, _ in rejected], "unboxed_margins": [m for _, m in rejected]}
 
 

@@ -49,12 +49,14 @@ class Example:
     # SAM 3's witnesses (verifiers.calibration.SAM3_WITNESSES), where the question came from the engine: its presence
     # score of the pair, its best score among the proposals the question does not box, how many it proposed and its
     # best score among the instances the cap left out, and how much better it likes another phrase of the image for
-    # the unboxed proposals (calibration.competing_margin).
+    # the unboxed proposals (calibration.competing_margin), and the share of the image its semantic mask covers outside
+    # the boxed masks (calibration.uncovered_share).
     sam3_presence: float | None = None
     sam3_best_unboxed: float | None = None
     sam3_proposals: int | None = None
     sam3_best_beyond_cap: float | None = None
     sam3_competing_margin: float | None = None
+    sam3_uncovered: float | None = None
     # An engine EV question's proposals it leaves unboxed (None: not known, as for the synthetic questions) and each
     # one's competing margin (None: not known): whether every one of them is explained splits each EV claim in two
     # (verifiers.calibration.unboxed_explained).

@@ -13,7 +13,8 @@ boxes), ``ev_zero`` (zero boxes: "not present", claimed at routing before any hu
 ``ev_zero_after_check`` (zero boxes after a human rejected every proposed mask), on adjudicated verdicts where the
 examples carry them (``Example.gold``); the other share gives the report. Where every question of an EV claim
 carries SAM 3's witnesses (``Example.sam3_presence``, ``sam3_best_unboxed``, ``sam3_proposals``,
-``sam3_best_beyond_cap``, ``sam3_competing_margin``: questions the engine asked; those every question carries), its
+``sam3_best_beyond_cap``, ``sam3_competing_margin``, ``sam3_uncovered``: questions the engine asked; those every
+question carries), its
 threshold applies to the probability from the verifier and SAM 3 together (``with_sam3``, a logistic fitted on the
 same calibration share).
 Where every EV question lists the proposals it leaves unboxed (``Example.unboxed_rles``), each EV claim is certified

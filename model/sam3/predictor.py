@@ -50,22 +50,28 @@ class Instance:
 class PhraseProposal:
     """Everything proposed for one phrase; ``truncated`` when the phrase exceeded 32 tokens and was cut.
     ``best_beyond_cap``: the score of the best instance that ``max_instances`` left out (not empty, not a duplicate
-    of a kept one; 0.0 where none): a strong one says the kept instances may not be all of them."""
+    of a kept one; 0.0 where none): a strong one says the kept instances may not be all of them. ``semantic_rle``:
+    SAM 3's semantic (phrase) mask at the original size, cut at the mask threshold: where it says the phrase is,
+    instance or not (a region of it no accepted mask covers says an instance may be missing)."""
 
     phrase: str
     presence_score: float
     instances: list[Instance] = field(default_factory=list)
     truncated: bool = False
     best_beyond_cap: float = 0.0
+    semantic_rle: dict | None = None
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "phrase": self.phrase,
             "presence_score": self.presence_score,
             "instances": [instance.to_json() for instance in self.instances],
             "truncated": self.truncated,
             "best_beyond_cap": self.best_beyond_cap,
         }
+        if self.semantic_rle is not None:
+            out["semantic_rle"] = self.semantic_rle
+        return out
 
 
 def check_phrases(phrases: list[str]) -> list[str]:
@@ -167,8 +173,15 @@ class ConceptPredictor:
                      score_threshold: float, mask_threshold: float, max_instances: int | None,
                      query_threshold: float | None = None, dedupe_iou: float | None = None) -> PhraseProposal:
         """Row ``row`` of the batch -> PhraseProposal. pred_logits [B,Q], presence_logits [B,1],
-        pred_boxes [B,Q,4] normalised xyxy, pred_masks [B,Q,h,w] logits; ``size`` is (H, W) original."""
+        pred_boxes [B,Q,4] normalised xyxy, pred_masks [B,Q,h,w] and semantic_seg [B,1,h,w] logits; ``size`` is
+        (H, W) original."""
         height, width = size
+
+        def full_size(logits: torch.Tensor) -> dict:  # [h,w] logits -> RLE of the mask at the original size
+            probabilities = F.interpolate(logits.float().sigmoid()[None, None], size=(height, width), mode="bilinear",
+                                          align_corners=False)[0, 0]
+            return rle_utils.encode((probabilities > mask_threshold).cpu().numpy())
+
         presence = outputs.presence_logits[row].float().sigmoid()  # [1]
         queries = outputs.pred_logits[row].float().sigmoid()  # [Q]
         scores = queries * presence  # [Q]
@@ -181,12 +194,9 @@ class ConceptPredictor:
         best_beyond_cap = 0.0
         for q in order.tolist():
             capped = max_instances is not None and len(instances) >= max_instances
-            probabilities = outputs.pred_masks[row, q].float().sigmoid()[None, None]  # [1,1,h,w]
-            mask = F.interpolate(probabilities, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-            mask = (mask > mask_threshold).cpu().numpy()
-            if not mask.any():
+            rle = full_size(outputs.pred_masks[row, q])
+            if not rle_utils.area([rle])[0]:
                 continue
-            rle = rle_utils.encode(mask)
             if dedupe_iou is not None and instances and \
                     rle_utils.iou([rle], [kept.rle for kept in instances]).max() > dedupe_iou:
                 continue
@@ -198,5 +208,7 @@ class ConceptPredictor:
             box[1::2] = box[1::2].clamp(0, height)
             instances.append(Instance(rle=rle, box_xyxy=[float(v) for v in box],
                                       score=float(scores[q]), query_score=float(queries[q])))
+        semantic = outputs.semantic_seg
         return PhraseProposal(phrase=phrase, presence_score=float(presence[0]), instances=instances,
-                              truncated=truncated, best_beyond_cap=best_beyond_cap)
+                              truncated=truncated, best_beyond_cap=best_beyond_cap,
+                              semantic_rle=None if semantic is None else full_size(semantic[row, 0]))

@@ -115,11 +115,11 @@ def test_to_json_round_trips(predictor, scene_image):
     proposal = predictor.propose(scene_image, ["red circle"], score_threshold=0.0, max_instances=2)[0]
     data = json.loads(json.dumps(proposal.to_json()))
     assert data == proposal.to_json()
-    assert set(data) == {"phrase", "presence_score", "instances", "truncated", "best_beyond_cap"}
+    assert set(data) == {"phrase", "presence_score", "instances", "truncated", "best_beyond_cap", "semantic_rle"}
     assert set(data["instances"][0]) == {"rle", "box_xyxy", "score"}
     restored = PhraseProposal(phrase=data["phrase"], presence_score=data["presence_score"], truncated=data["truncated"],
                               instances=[Instance(**i) for i in data["instances"]],
-                              best_beyond_cap=data["best_beyond_cap"])
+                              best_beyond_cap=data["best_beyond_cap"], semantic_rle=data["semantic_rle"])
     assert restored == proposal
 
 
@@ -131,6 +131,18 @@ def test_the_best_instance_the_cap_leaves_out_is_recorded(predictor, scene_image
     assert capped.best_beyond_cap == pytest.approx(wide.instances[2].score)
     uncapped = predictor.propose(scene_image, ["red circle"], score_threshold=0.0, dedupe_iou=0.7)[0]
     assert uncapped.best_beyond_cap == 0.0  # nothing left out
+
+
+def test_the_semantic_mask_is_the_phrase_heads_output_at_the_original_size(predictor, scene_image):
+    [proposal] = predictor.propose(scene_image, ["red circle"], score_threshold=0.0)
+    pixel_values = predictor.processor.image_processor(images=[scene_image], return_tensors="pt")["pixel_values"]
+    encoded, _ = predictor._tokenize(["red circle"])
+    with torch.inference_mode():
+        logits = predictor.model(pixel_values=pixel_values, **encoded).semantic_seg  # [1, 1, h, w]
+    expected = torch.nn.functional.interpolate(logits.sigmoid(), size=(200, 300), mode="bilinear")[0, 0] > 0.5
+    assert proposal.semantic_rle["size"] == [200, 300]
+    assert (rle.decode(proposal.semantic_rle).astype(bool) == expected.numpy()).all()
+    assert 0 < expected.sum() < 200 * 300  # a mask, neither empty nor everything (else the check says little)
 
 
 def test_concurrent_calls_give_the_serial_answer(predictor, scene_image):

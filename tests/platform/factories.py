@@ -54,7 +54,10 @@ def proposal_result(project, job: Job, masks_by_phrase: dict[str, list[np.ndarra
             ys, xs = np.nonzero(mask)
             instances.append({"rle": rle_lib.encode(mask), "score": 0.9 - 0.1 * i,
                               "box_xyxy": [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]})
+        union = np.zeros((HEIGHT, WIDTH), bool)
+        for mask in masks:
+            union |= mask
         proposals.append({"phrase": phrase, "presence_score": 0.9 if masks else 0.1, "instances": instances,
-                          "truncated": False, "best_beyond_cap": 0.05})
+                          "truncated": False, "best_beyond_cap": 0.05, "semantic_rle": rle_lib.encode(union)})
     return {"task": PROPOSE_TASK, "model_version": project.active_model.name, "media_uri": job.payload["media_uri"],
             "image_size": [HEIGHT, WIDTH], "proposals": proposals, "error": None}

@@ -10,7 +10,9 @@ from dataengine.concepts.services import create_datapoints
 from dataengine.engine.models import Job, JobState
 from dataengine.errors import InvalidInput
 from dataengine.media.models import MediaItem
-from tests.platform.factories import active_model, box_mask, image, proposal_result
+from model import rle as rle_lib
+from model.rle import InvalidRLE
+from tests.platform.factories import HEIGHT, WIDTH, active_model, box_mask, image, proposal_result
 
 pytestmark = [pytest.mark.pg]
 
@@ -97,6 +99,26 @@ def test_a_proposal_with_a_bad_score_beyond_the_cap_is_refused_before_anything_i
     result["proposals"][0]["best_beyond_cap"] = 0.4
     store_proposal_result(job.pk, result)
     assert Proposal.objects.get().best_beyond_cap == 0.4
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("semantic", [{"size": [HEIGHT, WIDTH], "counts": "not an rle"}, "everywhere",
+                                      {"size": [HEIGHT + 1, WIDTH], "counts": ""}])
+def test_a_proposal_with_a_bad_semantic_mask_is_refused_before_anything_is_written(
+        project, django_capture_on_commit_callbacks, semantic):
+    active_model(project)
+    create_datapoints(project, [(image(project), "red circle")])
+    with django_capture_on_commit_callbacks(execute=False):
+        [job] = request_proposals(project)
+    result = proposal_result(project, job, {"red circle": [box_mask(0, 0, 8, 8)]})
+    good = result["proposals"][0]["semantic_rle"]
+    result["proposals"][0]["semantic_rle"] = semantic
+    with pytest.raises(InvalidRLE):
+        store_proposal_result(job.pk, result)
+    assert (Proposal.objects.count(), Mask.objects.count(), Job.objects.get(pk=job.pk).state) == (0, 0, JobState.QUEUED)
+    result["proposals"][0]["semantic_rle"] = good
+    store_proposal_result(job.pk, result)
+    assert rle_lib.area([Proposal.objects.get().semantic_rle]) == [64]
 
 
 @pytest.mark.django_db

@@ -336,6 +336,27 @@ def test_after_a_check_an_instance_the_cap_left_out_weighs_on_whether_the_kept_m
                 "ev weighs SAM 3's sam3_best_beyond_cap: not recorded with this proposal") in dp.reason
 
 
+@pytest.mark.parametrize("semantic, certified", [("the kept mask", True), ("one more object", False)])
+def test_after_a_check_a_region_sam3_calls_the_phrase_outside_the_kept_masks_weighs_on_whether_they_are_all(
+        phase2, alice, semantic, certified):
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "with_sam3": {"ev": {
+        "p_accept_logit": 1.0, "sam3_uncovered_logit": -1.0, "bias": 0.0}},
+        "thresholds": {"mv": 0.8, "ev": 0.98, "ev_zero": 0.9, "ev_zero_after_check": 0.9}}
+    phase2.active_verifier.save()
+    kept = box_mask(0, 0, 20, 20)
+    dp = proposed(phase2, [kept])
+    union = kept if semantic == "the kept mask" else kept | box_mask(30, 10, 50, 30)
+    dp.proposals.update(semantic_rle=rle_lib.encode(union))
+    verify(phase2, dp, [0.5], ev_probs(0.6))
+    check_masks(phase2, alice, ["accept"])
+    verify_exhaustivity(phase2, dp, 0.8)  # alone, 0.8 would never pass 0.98
+    dp.refresh_from_db()
+    if certified:  # nothing uncovered: the witness sits at the floor and P(exhaustive) near 1
+        assert (dp.state, dp.auto_accepted) == (DatapointState.ACCEPTED, True)
+    else:
+        assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and "outside the boxes 13.0%" in dp.reason
+
+
 @pytest.mark.parametrize("claim", ["ev_zero", "ev_zero_after_check"])
 @pytest.mark.parametrize("other_phrase_box, certified", [((0, 0, 20, 20), True), ((30, 10, 50, 30), False)])
 def test_a_mask_another_phrase_of_the_image_explains_better_speaks_for_absence(phase2, alice, claim,
@@ -437,6 +458,23 @@ def test_at_routing_an_instance_the_cap_left_out_speaks_against_exhaustivity():
     assert routes[0.01].auto_accept and routes[0.01].accepted_mask_ids == [1]
     assert not routes[0.8].auto_accept and "P(exhaustive) 0.50 < 0.98" in routes[0.8].reasons[0]
     assert not routes[None].auto_accept and "not recorded with this proposal" in routes[None].reasons[0]
+
+
+def test_at_routing_a_region_sam3_calls_the_phrase_outside_the_boxes_speaks_against_exhaustivity():
+    thresholds = Thresholds(0.8, 0.98, 0.9, with_sam3={"ev": {
+        "p_accept_logit": 1.0, "sam3_uncovered_logit": -1.0, "bias": 0.0}})
+    kept, missed = box_mask(0, 0, 20, 20), box_mask(30, 10, 50, 30)
+    routes = {name: decide_route(mv={1: mv_probs(0.9)}, ev=ev_probs(0.8), ev_mask_ids=[1], sam3_presence=0.9,
+                                 ai_presence=0.9, mask_areas={1: 400}, mask_scores={1: 0.9},
+                                 mask_rles={1: rle_lib.encode(kept)}, image_area=3072, phrase="red circle",
+                                 config=ProjectConfig(), thresholds=thresholds, semantic_rle=semantic)
+              for name, semantic in {"covered": rle_lib.encode(kept), "one more": rle_lib.encode(kept | missed),
+                                     "unknown": None}.items()}
+    assert routes["covered"].auto_accept and routes["covered"].accepted_mask_ids == [1]
+    # 400 of 3,072 pixels outside the box: P(exhaustive) = sigmoid(logit 0.8 - logit 0.13) = 0.96 < 0.98.
+    assert not routes["one more"].auto_accept and "phrase mask outside the boxes 13.0% of the image" in routes[
+        "one more"].reasons[0]
+    assert not routes["unknown"].auto_accept and "not recorded with this proposal" in routes["unknown"].reasons[0]
 
 
 def test_at_routing_proposals_another_phrase_of_the_image_explains_better_speak_for_absence():

@@ -98,6 +98,13 @@ def test_every_human_decision_becomes_an_example_with_the_gold_sets_verdict(anno
                        ("outcome_before_check", "red circle"): pytest.approx(-0.9),
                        ("human_ev", "red circle"): 0.0, ("human_ev", "blue star"): 0.0,
                        ("outcome_before_check", "blue star"): 0.0}
+    # Where SAM 3's phrase mask (here both proposals: 464 pixels) lies outside the boxed masks: all of it before
+    # anyone looked, the wrong mask's 64 pixels beside the corrected set, nothing beside the checked one.
+    uncovered = {(r["kind"], r["phrase"]): r["sam3_uncovered"] for r in rows if r["task"] == "ev"}
+    assert uncovered == {("outcome_before_check", "red circle"): pytest.approx(464 / (HEIGHT * WIDTH)),
+                         ("correction_final", "red circle"): pytest.approx(64 / (HEIGHT * WIDTH)),
+                         ("human_ev", "red circle"): 0.0, ("human_ev", "blue star"): 0.0,
+                         ("outcome_before_check", "blue star"): 0.0}
     # ... each unboxed proposal's own margin, of which the witness is the least.
     each = {(r["kind"], r["phrase"]): r["unboxed_margins"] for r in rows if r["task"] == "ev"}
     assert each[("outcome_before_check", "red circle")] == pytest.approx([-0.9, -0.8])

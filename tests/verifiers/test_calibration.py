@@ -163,6 +163,18 @@ def test_the_competing_margin_says_how_much_better_another_phrase_explains_each_
     assert calibration.competing_margin([], blue_star) == 0.0, "nothing unboxed, nothing to explain"
 
 
+def test_the_uncovered_share_is_the_part_of_the_image_sam3_calls_the_phrase_that_no_boxed_mask_covers():
+    two_stars = rle_lib.encode(box(0, 10) | box(20, 30))  # SAM 3's semantic mask: both stars
+    first, second = rle_lib.encode(box(0, 10)), rle_lib.encode(box(20, 30))
+    image = 32 * 32
+    assert calibration.uncovered_share(two_stars, []) == pytest.approx(200 / image), "zero boxes: all of it"
+    assert calibration.uncovered_share(two_stars, [first]) == pytest.approx(100 / image), "one star missing"
+    assert calibration.uncovered_share(two_stars, [first, second]) == 0.0
+    bigger = rle_lib.encode(box(0, 15))  # a boxed mask beyond the semantic mask covers nothing more of it
+    assert calibration.uncovered_share(two_stars, [bigger]) == pytest.approx(100 / image)
+    assert calibration.uncovered_share(rle_lib.encode(box(0, 0)), [first]) == 0.0, "SAM 3 sees it nowhere"
+
+
 def test_a_value_witness_enters_as_it_is():
     rng = np.random.default_rng(3)
     margin = rng.uniform(-1, 1, size=8000)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from model import rle as rle_lib
@@ -13,7 +14,8 @@ from verifiers.training import load_examples
 
 
 class GoldPlusDecoyPredictor:
-    """Proposes every true instance of a pair and one mask of another object (the decoy)."""
+    """Proposes every true instance of a pair and one mask of another object (the decoy); its semantic mask is the
+    union of the true instances."""
 
     def __init__(self, gold: dict):
         by_pair = {}
@@ -21,6 +23,7 @@ class GoldPlusDecoyPredictor:
             by_pair[(entry["file_name"], entry["text_input"])] = [
                 a["segmentation"] for a in gold["annotations"] if a["image_id"] == entry["id"]]
         self.by_pair = by_pair
+        self.size = {entry["file_name"]: (entry["height"], entry["width"]) for entry in gold["images"]}
         self.file_name = None
 
     def propose(self, image, phrases, *, score_threshold, max_instances, dedupe_iou):
@@ -33,8 +36,10 @@ class GoldPlusDecoyPredictor:
             if decoy is not None:
                 instances.append(Instance(rle=decoy, box_xyxy=[0, 0, 1, 1], score=0.1))
             left_out = instances[max_instances:]
+            semantic = rle_lib.merge(true) if true else rle_lib.encode(np.zeros(self.size[self.file_name], bool))
             proposals.append(PhraseProposal(phrase, 0.9, instances[:max_instances],
-                                            best_beyond_cap=left_out[0].score if left_out else 0.0))
+                                            best_beyond_cap=left_out[0].score if left_out else 0.0,
+                                            semantic_rle=semantic))
         return proposals
 
 
@@ -84,6 +89,10 @@ def test_each_proposal_gets_an_mv_question_and_ev_judges_what_the_first_annotato
         assert len(before["unboxed_margins"]) == len(mv) and min(before["unboxed_margins"], default=0.0) == before[
             "sam3_competing_margin"]
         assert ev["unboxed_margins"] == pytest.approx([0.8] if len(mv) > len(true) else [])
+        # Where SAM 3 sees the phrase outside the boxes: all of it before anyone looked, nothing of a complete set.
+        height, width = predictor.size[name]
+        assert before["sam3_uncovered"] == pytest.approx(sum(rle_lib.area(true)) / (height * width))
+        assert ev["sam3_uncovered"] == 0.0
 
 
 def test_an_incomplete_proposal_set_is_an_ev_reject(world):
@@ -96,6 +105,9 @@ def test_an_incomplete_proposal_set_is_an_ev_reject(world):
         assert ev["label"] == ("reject" if len(true) > 1 else "accept")
         # The instance the cap of one left out is SAM 3's sign that the set may be incomplete.
         assert ev["sam3_best_beyond_cap"] == (0.9 if len(true) > 1 else 0.1 if len(true) == 1 else 0.0)
+        # ... and so is its semantic mask, covering the instances the set misses.
+        height, width = predictor.size[predictor.file_name]
+        assert ev["sam3_uncovered"] == pytest.approx(sum(rle_lib.area(true[1:])) / (height * width))
 
 
 def test_the_command_writes_examples_calibration_reads_with_their_provenance(world, tmp_path):

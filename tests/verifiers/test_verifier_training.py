@@ -87,9 +87,10 @@ def test_bad_example_lines_are_named(tmp_path):
     path.write_text(good[0] + "\n" + json.dumps({**json.loads(good[1]), "label": "maybe"}) + "\n")
     with pytest.raises(ValueError, match=r"examples.jsonl:2: .*'maybe'"):
         load_examples(path, images)
-    path.write_text(json.dumps({**json.loads(good[0]), "sam3_presence": 1.5}) + "\n")
-    with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_presence must be a number in \[0, 1\]"):
-        load_examples(path, images)
+    for witness, bad in (("sam3_presence", 1.5), ("sam3_uncovered", -0.1)):
+        path.write_text(json.dumps({**json.loads(good[0]), witness: bad}) + "\n")
+        with pytest.raises(ValueError, match=rf"examples.jsonl:1: {witness} must be a number in \[0, 1\]"):
+            load_examples(path, images)
     path.write_text(json.dumps({**json.loads(good[0]), "sam3_best_unboxed": "high"}) + "\n")
     with pytest.raises(ValueError, match=r"examples.jsonl:1: sam3_best_unboxed must be a number in \[0, 1\]"):
         load_examples(path, images)

@@ -16,6 +16,10 @@ class Proposal(models.Model):
         null=True, blank=True,
         help_text="The best score among the instances the project's max_instances left out (0: none; null: not "
                   "recorded, as before this field): a verifier witness (verifiers.calibration.SAM3_WITNESSES)")
+    semantic_rle = models.JSONField(
+        null=True, blank=True,
+        help_text="SAM 3's semantic (phrase) mask, COCO RLE at the image size (null: not recorded): the verifier "
+                  "witness sam3_uncovered is its share outside the accepted masks (verifiers.calibration)")
     created_at = models.DateTimeField(auto_now_add=True)
 
 

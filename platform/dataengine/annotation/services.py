@@ -55,6 +55,12 @@ def _best_beyond_cap(proposal_json: dict) -> float | None:
     return float(value)
 
 
+def _semantic_rle(proposal_json: dict, size: tuple[int, int]) -> dict | None:
+    """The proposal's ``semantic_rle`` validated against its image (InvalidRLE otherwise); None where not sent."""
+    value = proposal_json.get("semantic_rle")
+    return None if value is None else rle_lib.validate(value, size=size)
+
+
 def store_proposals(pairs, *, model_version, job) -> list[Proposal]:
     """Persist model proposals, ``(datapoint, proposal_json)`` pairs, and route them; in a few bulk queries.
 
@@ -75,14 +81,16 @@ def store_proposals(pairs, *, model_version, job) -> list[Proposal]:
         return []
     rles = [[rle_lib.validate(instance["rle"], size=(datapoint.media.height, datapoint.media.width))
              for instance in proposal_json["instances"]] for datapoint, proposal_json in todo]
+    semantic = [_semantic_rle(proposal_json, (datapoint.media.height, datapoint.media.width))
+                for datapoint, proposal_json in todo]
     flat = [rle for group in rles for rle in group]
     areas, boxes = iter(rle_lib.area(flat)), iter(rle_lib.bbox_xywh_many(flat))
     proposals = Proposal.objects.bulk_create([
         Proposal(datapoint=datapoint, model_version=model_version, job=job,
                  presence_score=float(proposal_json["presence_score"]), instances=proposal_json["instances"],
                  truncated_phrase=bool(proposal_json.get("truncated", False)),
-                 best_beyond_cap=_best_beyond_cap(proposal_json))
-        for datapoint, proposal_json in todo
+                 best_beyond_cap=_best_beyond_cap(proposal_json), semantic_rle=semantic_rle)
+        for (datapoint, proposal_json), semantic_rle in zip(todo, semantic)
     ])
     masks = [[Mask(datapoint=datapoint, rle=rle, bbox=next(boxes), area=next(areas), source=MaskSource.MODEL,
                    score=float(instance["score"]), proposal=proposal)

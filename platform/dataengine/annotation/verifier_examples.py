@@ -44,7 +44,7 @@ from dataengine.annotation.models import (
 )
 from dataengine.concepts.models import Datapoint, DatapointState
 from model import rle as rle_lib
-from verifiers.calibration import competing_margins
+from verifiers.calibration import competing_margins, uncovered_share
 
 GOLD_MV_IOU = 0.75
 GOLD_COVER_IOU = 0.5
@@ -80,10 +80,12 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
         gold_sets.setdefault((mask.datapoint.media_id, mask.datapoint.concept_id), []).append(mask.rle)
     gold_pairs = set(Datapoint.objects.filter(project=project, is_gold=True).values_list("media_id", "concept_id"))
 
-    latest = {dp: (proposal, presence, beyond_cap) for dp, proposal, presence, beyond_cap in  # the last one wins
-              Proposal.objects.filter(datapoint__project=project, datapoint__is_gold=False)
-              .order_by("datapoint_id", "id").values_list("datapoint_id", "id", "presence_score", "best_beyond_cap")}
-    proposal_of = {proposal: dp for dp, (proposal, _, _) in latest.items()}
+    latest = {dp: (proposal, presence, beyond_cap, semantic)  # the last one wins
+              for dp, proposal, presence, beyond_cap, semantic in
+              Proposal.objects.filter(datapoint__project=project, datapoint__is_gold=False).order_by(
+                  "datapoint_id", "id").values_list("datapoint_id", "id", "presence_score", "best_beyond_cap",
+                                                    "semantic_rle")}
+    proposal_of = {proposal: dp for dp, (proposal, *_) in latest.items()}
     pairs = dict(Datapoint.objects.filter(pk__in=latest).values_list("pk", "media_id"))
     phrases_of_media: dict[int, list[int]] = {}  # media -> datapoints with a proposal, for competing_margins
     for dp, media_id in pairs.items():
@@ -112,6 +114,8 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
             out["sam3_proposals"] = len(scores.get(dp.pk, {}))
             if latest[dp.pk][2] is not None:  # proposals stored before it was recorded lack it
                 out["sam3_best_beyond_cap"] = latest[dp.pk][2]
+            if latest[dp.pk][3] is not None:  # the same
+                out["sam3_uncovered"] = uncovered_share(latest[dp.pk][3], rles)
             unboxed = [(proposed_rles[m], s) for m, s in scores.get(dp.pk, {}).items() if m not in boxed]
             out["unboxed_rles"] = [rle for rle, _ in unboxed]
             out["unboxed_margins"] = competing_margins(unboxed, [

@@ -61,6 +61,7 @@ from verifiers.calibration import (
     competing_margin,
     competing_margins,
     unboxed_explained,
+    uncovered_share,
     with_sam3,
     witnesses_named,
 )
@@ -119,14 +120,16 @@ class Thresholds:
 class Witnesses:
     """SAM 3's evidence on one EV question (verifiers.calibration.SAM3_WITNESSES): its presence score for the pair,
     its best score among the proposals the question leaves unboxed, how many masks it proposed, its best score
-    among the instances the project's cap left out (None: the proposal did not record it) and how much better it
-    likes another phrase of the image for the unboxed proposals (None: not known)."""
+    among the instances the project's cap left out (None: the proposal did not record it), how much better it
+    likes another phrase of the image for the unboxed proposals (None: not known) and the share of the image its
+    semantic mask covers outside the boxed masks (None: the proposal did not record the mask)."""
 
     sam3_presence: float
     sam3_best_unboxed: float
     sam3_proposals: int
     sam3_best_beyond_cap: float | None = None
     sam3_competing_margin: float | None = None
+    sam3_uncovered: float | None = None
 
 
 def thresholds_for(version: ModelVersion, config: ProjectConfig) -> Thresholds:
@@ -253,10 +256,11 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
                  ai_presence: float, mask_areas: dict[int, int], mask_scores: dict[int, float], image_area: int,
                  phrase: str, config: ProjectConfig, thresholds: Thresholds,
                  mask_rles: dict[int, dict] | None = None, sam3_best_beyond_cap: float | None = None,
-                 other_phrases: list[tuple[dict, float]] | None = None) -> Route:
+                 other_phrases: list[tuple[dict, float]] | None = None, semantic_rle: dict | None = None) -> Route:
     """Where one datapoint goes after the AI verifiers, from their probabilities and the proposal (SAM 3's
-    presence, each proposed mask's area, score and, where given, RLE, and its best score beyond the cap) and, where
-    given, SAM 3's proposals of the image's other phrases (``other_phrases``: RLE, score; ``other_phrase_proposals``).
+    presence, each proposed mask's area, score and, where given, RLE, its best score beyond the cap and its
+    semantic mask) and, where given, SAM 3's proposals of the image's other phrases (``other_phrases``: RLE, score;
+    ``other_phrase_proposals``).
 
     EV judged the masks MV accepted (``ev_mask_ids``). With masks, auto-accepting needs every one of them at the
     MV threshold and EV at the ``ev`` threshold; with none, EV's "accept" claims the concept is absent and must
@@ -297,7 +301,9 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
         reason = exhaustivity_doubt(name, ev_accept, threshold, thresholds, Witnesses(
             sam3_presence, max((mask_scores[m] for m in unboxed), default=0.0), len(mask_scores),
             sam3_best_beyond_cap, None if other_phrases is None or mask_rles is None else competing_margin(
-                [(mask_rles[m], mask_scores[m]) for m in unboxed], other_phrases)))
+                [(mask_rles[m], mask_scores[m]) for m in unboxed], other_phrases),
+            None if semantic_rle is None or (accepted and not mask_rles) else uncovered_share(
+                semantic_rle, [mask_rles[m] for m in accepted])))
         reasons += [reason] if reason else []
     checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
     # Failure-prone items: a human sees them whatever the verifiers say. The signs about masks are taken on those
@@ -342,8 +348,10 @@ def exhaustivity_doubt(name: str, ev_accept: float, threshold: float, thresholds
                 f"{witnesses.sam3_best_unboxed:.2f}, {witnesses.sam3_proposals} proposed"
                 + (f", best beyond the cap {witnesses.sam3_best_beyond_cap:.2f}"
                    if witnesses.sam3_best_beyond_cap is not None else "")
-                + (f", another phrase's margin {witnesses.sam3_competing_margin:.2f})"
-                   if witnesses.sam3_competing_margin is not None else ")"))
+                + (f", another phrase's margin {witnesses.sam3_competing_margin:.2f}"
+                   if witnesses.sam3_competing_margin is not None else "")
+                + (f", SAM 3's phrase mask outside the boxes {witnesses.sam3_uncovered:.1%} of the image)"
+                   if witnesses.sam3_uncovered is not None else ")"))
     return f"EV not confident {claim} (P(accept) {ev_accept:.2f} < {threshold:.2f} on {name})"
 
 
@@ -437,7 +445,7 @@ def _apply(datapoint: Datapoint, result: dict) -> None:
         mask_areas={pk: m.area for pk, m in masks.items()}, mask_scores={pk: m.score or 0.0 for pk, m in masks.items()},
         mask_rles={pk: m.rle for pk, m in masks.items()},
         sam3_best_beyond_cap=proposal.best_beyond_cap if proposal else None,
-        other_phrases=other_phrase_proposals(datapoint),
+        other_phrases=other_phrase_proposals(datapoint), semantic_rle=proposal.semantic_rle if proposal else None,
         image_area=datapoint.media.width * datapoint.media.height,
         phrase=datapoint.concept.phrase, config=config, thresholds=thresholds_for(version, config))
     for pk, mask in masks.items():
@@ -509,9 +517,12 @@ def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds,
     explained = unboxed_explained([ai_mv.get(pk) for pk in unboxed], rle_lib.share_inside(
         [rles[pk] for pk in unboxed], [rles[pk] for pk in sorted(accepted)]), margins, thresholds.mv_reject)
     name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained)
+    semantic = proposal.semantic_rle if proposal else None
     return name, threshold, Witnesses(proposal.presence_score if proposal else 0.0,
                                       max((proposed[pk] or 0.0 for pk in unboxed), default=0.0), len(proposed),
-                                      proposal.best_beyond_cap if proposal else None, min(margins, default=0.0))
+                                      proposal.best_beyond_cap if proposal else None, min(margins, default=0.0),
+                                      None if semantic is None else uncovered_share(
+                                          semantic, [rles[pk] for pk in sorted(accepted)]))
 
 
 def other_phrase_proposals(datapoint: Datapoint) -> list[tuple[dict, float]]:
