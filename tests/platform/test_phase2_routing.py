@@ -173,6 +173,45 @@ def test_when_the_human_rejects_every_mask_the_verifier_may_certify_the_absence(
     assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
 
 
+@pytest.mark.parametrize("sam3_presence, ai_presence, certified", [(0.2, 0.05, True), (0.9, 0.6, False)])
+def test_an_absence_both_models_contradict_goes_to_a_human_at_routing(phase2, sam3_presence, ai_presence,
+                                                                       certified):
+    phase2.active_verifier.manifest = SPLIT
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
+    dp.proposals.update(presence_score=sam3_presence)
+    verify(phase2, dp, [0.05], ev_probs(0.95), presence=ai_presence)  # MV sure the mask is wrong; EV: absent
+    dp.refresh_from_db()
+    if certified:
+        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
+    else:
+        assert not dp.auto_accepted and dp.failure_signs == ["absence_against_presence"]
+        assert "absence claimed though SAM 3 (0.90) and the verifier (0.60) both see the concept" in dp.reason
+
+
+@pytest.mark.parametrize("sam3_presence, ev_after_check, certified", [(0.2, 0.95, True), (0.9, 0.95, True),
+                                                                      (0.9, 0.45, False)])
+def test_after_a_check_an_absence_both_models_contradict_goes_to_a_human(phase2, alice, sam3_presence,
+                                                                         ev_after_check, certified):
+    """The check rejected the only mask; the zero-box EV's P(accept) is P(absent), its presence the rest."""
+    phase2.active_verifier.manifest = {"target_precision": 0.98, "with_sam3": {"ev_zero_after_check": {
+        "p_accept_logit": 0.0, "bias": 5.0}},  # a claim that ignores EV: P(absent) 0.993 whatever it says
+        "thresholds": {"mv": 0.8, "ev": 0.98, "ev_zero": 0.99, "ev_zero_after_check": 0.98}}
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
+    dp.proposals.update(presence_score=sam3_presence)
+    # Routing keeps the mask (a positive claim: no absence sign yet), the check rejects it.
+    verify(phase2, dp, [0.9], ev_probs(0.6), presence=sam3_presence)
+    check_masks(phase2, alice, ["reject"])
+    verify_exhaustivity(phase2, dp, ev_after_check)
+    dp.refresh_from_db()
+    if certified:
+        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
+    else:
+        assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION and not dp.auto_accepted
+        assert "absence claimed though SAM 3 (0.90) and the verifier (0.55) both see the concept" in dp.reason
+
+
 def test_absence_is_claimed_at_routing_and_after_a_check_on_each_claims_own_threshold(phase2, alice):
     # After a human rejected every mask mostly negatives remain: one P(accept) is right more often there.
     phase2.active_verifier.manifest = {"target_precision": 0.98, "thresholds": {
