@@ -368,8 +368,8 @@ def failure_signs(*, mask_areas: list[int], image_area: int, phrase: str, config
         if (sam3_presence >= 0.5) != (ai_presence >= 0.5):
             signs["presence_disagreement"] = (f"model and verifier disagree on presence ({sam3_presence:.2f} vs "
                                               f"{ai_presence:.2f})")
-        if claims_absence and sam3_presence >= 0.5 and ai_presence >= 0.5:
-            signs["absence_against_presence"] = absence_against_presence(sam3_presence, ai_presence)
+        if claims_absence and (why := absence_against_presence(sam3_presence, ai_presence)):
+            signs["absence_against_presence"] = why
     if len(mask_areas) >= config.crowded_instances:
         signs["crowded"] = f"crowded: {len(mask_areas)} instances"
     if any(area < config.tiny_instance_fraction * image_area for area in mask_areas):
@@ -379,13 +379,15 @@ def failure_signs(*, mask_areas: list[int], image_area: int, phrase: str, config
     return signs
 
 
-def absence_against_presence(sam3_presence: float, ai_presence: float) -> str:
-    """The failure sign of an absence claim that both SAM 3 and the verifier's presence contradict. The calibrated
-    claim weighs both, yet where both see the concept it is right less often than its target (a throwaway study of
-    ``verifier-bb207a0a``'s certified claims on the engine questions of worlds 12, validation, and 6): before any
-    look, the explained absence claims held at 0.942 and 0.954 there (619 and 689), 0.990 and 0.989 elsewhere; after
-    a check, 0.966 and 0.970 (386 and 435) against 0.985 and 0.984. (Where only SAM 3 sees it, the disagreement sign
-    already sends the item to a human.)"""
+def absence_against_presence(sam3_presence: float, ai_presence: float) -> str | None:
+    """Why an absence claim is failure-prone where both SAM 3 and the verifier see the concept (presence at least
+    0.5 for both), else None. The calibrated claim weighs both, yet there it is right less often than its target (a
+    throwaway study of ``verifier-bb207a0a``'s certified claims on the engine questions of worlds 12, validation, and
+    6): before any look, the explained absence claims held at 0.942 and 0.954 there (619 and 689), 0.990 and 0.989
+    elsewhere; after a check, 0.966 and 0.970 (386 and 435) against 0.985 and 0.984. (Where only SAM 3 sees it, the
+    disagreement sign already sends the item to a human.)"""
+    if sam3_presence < 0.5 or ai_presence < 0.5:
+        return None
     return (f"absence claimed though SAM 3 ({sam3_presence:.2f}) and the verifier ({ai_presence:.2f}) both see the "
             "concept")
 
@@ -509,7 +511,7 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         return
     ev_accept = float(ev.get(EVOption.ACCEPT, 0.0))
     doubt = exhaustivity_doubt(name, ev_accept, threshold, thresholds, witnesses)
-    if doubt is None and not accepted and witnesses.sam3_presence >= 0.5 and 1.0 - ev_accept >= 0.5:
+    if doubt is None and not accepted:
         # Zero boxes: EV's P(accept) is P(absent), so its presence is the rest (as at routing).
         doubt = absence_against_presence(witnesses.sam3_presence, 1.0 - ev_accept)
     if doubt is None:
