@@ -242,6 +242,10 @@ SAME_OBJECT_IOU = 0.5
 # world 5's questions before a human check, 96% of datapoints whose proposals MV is sure are all wrong are absent,
 # against 21% of the rest, and one threshold over both ran at 0.86 precision on the rest.
 UNBOXED_EXPLAINED = "_unboxed_explained"
+# Each absence claim (zero boxes) is certified apart where both SAM 3 (presence) and the verifier (1 - P(accept))
+# see the concept, under the claim's name + this suffix: one logistic over both kinds said "absent" too readily
+# there (verifier-bb207a0a's certified claims on worlds 12 and 6: 0.942-0.970 against 0.985-0.990 elsewhere).
+SEEN = "_seen"
 # An unboxed proposal with at least this share of its area inside the boxed masks is a part or a duplicate of a
 # boxed instance, not a sign of a missed one (world 5: checked sets whose rejected proposals all lie so are 97.6%
 # complete, against 86.5% where one lies mostly outside).
@@ -267,6 +271,12 @@ def unboxed_explained(p_accept: Sequence[float | None], inside_boxed: Sequence[f
     return all((p is not None and mv_reject is not None and p <= mv_reject) or inside >= INSIDE_BOXED
                or (margin is not None and margin >= PREFERRED_ELSEWHERE)
                for p, inside, margin in zip(p_accept, inside_boxed, margins, strict=True))
+
+
+def seen(sam3_presence: float | None, p_accept: float) -> bool:
+    """Whether both models see the concept of a zero-box EV question: SAM 3's presence and the verifier's
+    (1 - P(accept), P(accept) being P(absent) with zero boxes) at least 0.5 (an unknown SAM 3 presence: no)."""
+    return sam3_presence is not None and sam3_presence >= 0.5 and 1.0 - p_accept >= 0.5
 
 
 def competing_margins(unboxed: Sequence[tuple[dict, float]], others: Sequence[tuple[dict, float]]) -> list[float]:

@@ -50,7 +50,7 @@ from PIL import Image
 
 from model import rle as rle_lib
 from verifiers import calibration
-from verifiers.calibration import SAM3_WITNESSES, UNBOXED_EXPLAINED
+from verifiers.calibration import SAM3_WITNESSES, SEEN, UNBOXED_EXPLAINED
 from verifiers.errors import VerifierInputError
 from verifiers.model import (
     IMAGE_TOKEN,
@@ -389,15 +389,17 @@ def calibration_label(example: Example) -> str:
 BEFORE_CHECK_KINDS = frozenset({"engine_before_check", "outcome_before_check"})
 
 
-def threshold_groups(task: str, examples: Sequence[Example],
-                      explained: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def threshold_groups(task: str, examples: Sequence[Example], explained: np.ndarray | None = None,
+                      p_accept: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Which held-out items each threshold is chosen on. MV: every mask. EV: ``ev`` on questions with boxes
     (are these masks all of them?), ``ev_zero`` on zero-box questions asked before any human look and
     ``ev_zero_after_check`` on those asked after a human check (is the concept absent?), because routing uses them
     for different claims and their precision at one P(accept) differs. Where the examples do not say when they
     were asked (``BEFORE_CHECK_KINDS``), both zero-box thresholds are chosen on every zero-box question.
     With ``explained`` (per question: every proposal it leaves unboxed is explained), each EV claim is
-    split: ``<claim>_unboxed_explained`` on those questions, ``<claim>`` on the rest (verifiers.calibration)."""
+    split: ``<claim>_unboxed_explained`` on those questions, ``<claim>`` on the rest (verifiers.calibration).
+    With ``p_accept`` (EV's, per question) as well, each absence claim is split again: ``<name>_seen`` where both
+    SAM 3 and the verifier see the concept (calibration.seen), ``<name>`` on the rest."""
     if task == "mv":
         return {"mv": np.ones(len(examples), dtype=bool)}
     zero = np.array([not e.rles for e in examples], dtype=bool)
@@ -411,6 +413,11 @@ def threshold_groups(task: str, examples: Sequence[Example],
     split = {}
     for name, member in groups.items():
         split[name], split[name + UNBOXED_EXPLAINED] = member & ~explained, member & explained
+    if p_accept is None:
+        return split
+    both_see = np.array([calibration.seen(e.sam3_presence, p) for e, p in zip(examples, p_accept)], dtype=bool)
+    for name in [n for n in split if n.startswith("ev_zero")]:
+        split[name], split[name + SEEN] = split[name] & ~both_see, split[name] & both_see
     return split
 
 
@@ -498,6 +505,8 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         temperature = calibration.fit_temperature(logits[calib], y_cal[calib])
         accept_idx = [options.index(o) for o in ACCEPTS[task]]
         p_accept = accept_probability(task, logits, temperature)
+        if explained is not None:
+            groups = threshold_groups(task, examples, explained, p_accept)
         calibrated_accept = np.isin(y_cal, accept_idx)
         test_labels = [labels[i] for i in test]
         report = calibration.report(logits[test], test_labels, options, temperature=temperature,

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from verifiers import calibration
-from verifiers.calibration import UNBOXED_EXPLAINED, witnesses_named
+from verifiers.calibration import SEEN, UNBOXED_EXPLAINED, witnesses_named
 from verifiers.options import TASKS
 from verifiers.synthetic import Example
 from verifiers.training import (
@@ -80,7 +80,8 @@ def validate(verifier, examples: Sequence[Example], *, device: str = "cpu") -> d
         explained = explained_questions(model, processor, letter_ids, asked, mv_scored, thresholds.get("mv_reject"),
                                         temperature=float(temperature.get("mv") or 1.0), size=size, device=device,
                                         templates=templates) if split else None
-        for name, member in threshold_groups(task, asked, explained).items():
+        seen_split = any(name.endswith(SEEN) for name in thresholds)
+        for name, member in threshold_groups(task, asked, explained, p_accept if seen_split else None).items():
             threshold = thresholds.get(name)
             if threshold is None:
                 continue

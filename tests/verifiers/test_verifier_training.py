@@ -190,11 +190,18 @@ def test_recalibration_splits_the_claims_where_the_questions_list_what_they_leav
                  "--calibration-fraction", "0.5"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     claims = ("ev", "ev_zero", "ev_zero_after_check")
-    assert set(manifest["thresholds"]) == {"mv", "mv_reject", *claims, *(c + "_unboxed_explained" for c in claims)}
+    split = (*claims, *(c + "_unboxed_explained" for c in claims))
+    # Each absence claim once more where both models see the concept (none do here: no SAM 3 presence).
+    assert set(manifest["thresholds"]) == {"mv", "mv_reject", *split,
+                                           *(name + "_seen" for name in split if name.startswith("ev_zero"))}
     report = manifest["metrics"]["ev"]["thresholds"]
-    first_kind = sum(report[c + "_unboxed_explained"]["n_calibration"] + report[c + "_unboxed_explained"]["n_test"]
-                     for c in ("ev", "ev_zero"))
-    rest = sum(report[c]["n_calibration"] + report[c]["n_test"] for c in ("ev", "ev_zero"))
+
+    def asked(name):
+        return sum(report[n]["n_calibration"] + report[n]["n_test"] for n in (name, name + "_seen") if n in report)
+
+    assert all(asked(name + "_seen") == 0 for name in split if name.startswith("ev_zero"))
+    first_kind = sum(asked(c + "_unboxed_explained") for c in ("ev", "ev_zero"))
+    rest = sum(asked(c) for c in ("ev", "ev_zero"))
     assert first_kind + rest == 2 * (len(engine) + len(vacuous)) and first_kind >= 2 * len(vacuous)
 
 
