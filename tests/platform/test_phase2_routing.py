@@ -212,6 +212,48 @@ def test_after_a_check_an_absence_both_models_contradict_goes_to_a_human(phase2,
         assert "absence claimed though SAM 3 (0.90) and the verifier (0.55) both see the concept" in dp.reason
 
 
+def seen_split(**seen_thresholds) -> dict:
+    """SPLIT with the absence claims certified apart where both models see the concept; each seen claim given a
+    threshold ignores EV (P(absent) 0.993), so only its own threshold can certify it."""
+    names = ("ev_zero", "ev_zero_after_check", "ev_zero_unboxed_explained", "ev_zero_after_check_unboxed_explained")
+    thresholds = {f"{name}_seen": seen_thresholds.get(f"{name}_seen") for name in names}
+    return {**SPLIT, "thresholds": {**SPLIT["thresholds"], **thresholds},
+            "with_sam3": {name: {"p_accept_logit": 0.0, "bias": 5.0} for name, t in thresholds.items() if t}}
+
+
+@pytest.mark.parametrize("seen_threshold, certified", [(0.97, True), (None, False)])
+def test_a_version_that_certifies_seen_absences_apart_settles_them_on_their_own_threshold(phase2, seen_threshold,
+                                                                                          certified):
+    phase2.active_verifier.manifest = seen_split(ev_zero_unboxed_explained_seen=seen_threshold)
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
+    verify(phase2, dp, [0.05], ev_probs(0.4), presence=0.6)  # SAM 3 0.9, EV 0.6: both see it; MV sure the mask is off
+    dp.refresh_from_db()
+    assert "absence_against_presence" not in dp.failure_signs, "the version certifies such claims itself"
+    if certified:
+        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
+    else:
+        assert not dp.auto_accepted and "verifier not calibrated for the target precision (not present)" in dp.reason
+
+
+@pytest.mark.parametrize("ev_after_check, certified", [(0.45, True), (0.95, False)])
+def test_after_a_check_a_seen_absence_is_settled_on_its_own_threshold(phase2, alice, ev_after_check, certified):
+    """EV 0.45 after the check: both models see the concept, so the seen claim (here sure) decides; EV 0.95: the
+    ordinary claim, whose threshold 0.99 EV alone does not reach."""
+    phase2.active_verifier.manifest = seen_split(ev_zero_after_check_seen=0.97)
+    phase2.active_verifier.save()
+    dp = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
+    verify(phase2, dp, [0.9], ev_probs(0.6))  # routing keeps the mask; the check rejects it
+    check_masks(phase2, alice, ["reject"])
+    verify_exhaustivity(phase2, dp, ev_after_check)
+    dp.refresh_from_db()
+    if certified:
+        assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
+    else:
+        assert dp.state == DatapointState.EXHAUSTIVITY_VERIFICATION
+        assert "0.95 < 0.99 on ev_zero_after_check" in dp.reason
+
+
 def test_absence_is_claimed_at_routing_and_after_a_check_on_each_claims_own_threshold(phase2, alice):
     # After a human rejected every mask mostly negatives remain: one P(accept) is right more often there.
     phase2.active_verifier.manifest = {"target_precision": 0.98, "thresholds": {

@@ -153,6 +153,21 @@ def test_each_ev_claim_is_split_by_whether_mv_is_sure_every_unboxed_proposal_is_
                       "ev_zero_after_check_unboxed_explained": [False, False, False, False]}
 
 
+def test_each_absence_claim_is_split_again_by_whether_both_models_see_the_concept(scene_image, scene_rles):
+    def ev(kind, sam3_presence, rles=()):
+        return Example("ev", scene_image, "red circle", list(rles), "accept", "accept", kind,
+                       sam3_presence=sam3_presence)
+
+    engine = [ev("engine_before_check", 0.9), ev("engine_before_check", 0.9), ev("engine_before_check", 0.2),
+              ev("engine_after_mv", 0.9, scene_rles[:1])]
+    p_accept = np.array([0.3, 0.7, 0.3, 0.3])  # zero boxes: the verifier sees the concept where P(absent) < 0.5
+    groups = {name: member.tolist() for name, member in
+              threshold_groups("ev", engine, np.array([True, True, True, True]), p_accept).items()}
+    assert groups["ev_zero_unboxed_explained_seen"] == [True, False, False, False]  # both see it
+    assert groups["ev_zero_unboxed_explained"] == [False, True, True, False]  # one of them does not
+    assert groups["ev_unboxed_explained"] == [False, False, False, True] and "ev_unboxed_explained_seen" not in groups
+
+
 def test_another_phrase_explains_a_proposal_only_once_a_human_check_rejected_it(scene_image, scene_rles):
     preferred = calibration.PREFERRED_ELSEWHERE
 

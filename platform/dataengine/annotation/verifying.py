@@ -57,9 +57,11 @@ from dataengine.media.storage import media_uri
 from model import rle as rle_lib
 from verifiers.calibration import (
     SAM3_WITNESSES,
+    SEEN,
     UNBOXED_EXPLAINED,
     competing_margin,
     competing_margins,
+    seen,
     unboxed_explained,
     uncovered_share,
     with_sam3,
@@ -86,7 +88,9 @@ class Thresholds:
     split (``split``) has each EV claim twice: ``<claim>_unboxed_explained`` where every proposal the question leaves
     unboxed is explained (MV is sure it is wrong, it lies mostly inside the boxed masks, or a human check rejected it
     and SAM 3 clearly prefers another phrase of the image for it), ``<claim>`` elsewhere
-    (verifiers.calibration.unboxed_explained)."""
+    (verifiers.calibration.unboxed_explained). A version calibrated with ``seen_split`` has each absence claim
+    (``ev_zero*``) twice again: ``<name>_seen`` where both SAM 3 and the verifier see the concept, ``<name>``
+    elsewhere (verifiers.calibration.seen); without it such a claim is a failure sign (absence_against_presence)."""
 
     mv: float | None = None
     ev: float | None = None
@@ -95,7 +99,12 @@ class Thresholds:
     ev_unboxed_explained: float | None = None
     ev_zero_unboxed_explained: float | None = None
     ev_zero_after_check_unboxed_explained: float | None = None
+    ev_zero_seen: float | None = None
+    ev_zero_after_check_seen: float | None = None
+    ev_zero_unboxed_explained_seen: float | None = None
+    ev_zero_after_check_unboxed_explained_seen: float | None = None
     split: bool = False
+    seen_split: bool = False
     # Masks at or below this P(accept) are wrong at the project's drop precision: a human check skips them.
     mv_reject: float | None = None
     # EV claim -> logistic weights: where set, that claim's threshold applies to the probability from the verifier
@@ -109,10 +118,13 @@ class Thresholds:
             return p_accept
         return with_sam3(p_accept, asdict(witnesses), weights)
 
-    def for_claim(self, claim: str, explained: bool) -> tuple[str, float | None]:
+    def for_claim(self, claim: str, explained: bool, seen: bool = False) -> tuple[str, float | None]:
         """The name and threshold that certify EV claim ``claim`` (``ev``, ``ev_zero``, ``ev_zero_after_check``) on a
-        question whose unboxed proposals are, or are not, all explained (verifiers.calibration.unboxed_explained)."""
+        question whose unboxed proposals are, or are not, all explained (verifiers.calibration.unboxed_explained)
+        and, for an absence claim, whose concept both models do or do not see (``seen``)."""
         name = claim + UNBOXED_EXPLAINED if self.split and explained else claim
+        if self.seen_split and seen and claim.startswith("ev_zero"):
+            name += SEEN
         return name, getattr(self, name)
 
 
@@ -150,13 +162,17 @@ def thresholds_for(version: ModelVersion, config: ProjectConfig) -> Thresholds:
     if split:
         thresholds.update({claim + UNBOXED_EXPLAINED: stored.get(claim + UNBOXED_EXPLAINED)
                            for claim in ("ev", "ev_zero", "ev_zero_after_check")})
+    seen_split = any(name.endswith(SEEN) for name in stored)
+    if seen_split:
+        thresholds.update({name + SEEN: stored.get(name + SEEN) for name in list(thresholds)
+                           if name.startswith("ev_zero")})
     for claim, weights in with_sam3.items():
         unknown = witnesses_named(weights) - set(SAM3_WITNESSES)
         if unknown and claim in thresholds:  # calibrated on evidence routing lacks: that claim goes to humans
             log.warning("verifier %s: %s needs unknown witnesses %s; not auto-accepting it", version.name, claim,
                         sorted(unknown))
             thresholds[claim] = None
-    return Thresholds(**thresholds, mv_reject=mv_reject, with_sam3=with_sam3, split=split)
+    return Thresholds(**thresholds, mv_reject=mv_reject, with_sam3=with_sam3, split=split, seen_split=seen_split)
 
 
 # ---------------------------------------------------------------- enqueue
@@ -289,7 +305,8 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     inside = (rle_lib.share_inside([mask_rles[m] for m in unboxed], [mask_rles[m] for m in accepted])
               if mask_rles else [0.0] * len(unboxed))
     name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero", unboxed_explained(
-        [p_accept(mv[m]) if m in mv else None for m in unboxed], inside, [None] * len(unboxed), thresholds.mv_reject))
+        [p_accept(mv[m]) if m in mv else None for m in unboxed], inside, [None] * len(unboxed), thresholds.mv_reject),
+        seen=seen(sam3_presence, ev_accept))
     reasons = []
     if accepted and (thresholds.mv is None or threshold is None):
         reasons.append("verifier not calibrated for the target precision (masks)")
@@ -309,7 +326,8 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
     # Failure-prone items: a human sees them whatever the verifiers say. The signs about masks are taken on those
     # still in play: a tiny fragment MV is sure is wrong is no more a reason than one a human rejected.
     signs = failure_signs(mask_areas=[mask_areas[m] for m in checked], image_area=image_area, phrase=phrase,
-                          config=config, presence=(sam3_presence, ai_presence), claims_absence=not accepted)
+                          config=config, presence=(sam3_presence, ai_presence),
+                          claims_absence=not accepted and not thresholds.seen_split)
     reasons += signs.values()
     # Expected value of a human look: how likely the AI is wrong, more for each failure sign.
     priority = round(100 * (1 - ev_accept)) + 10 * len(reasons)
@@ -505,13 +523,13 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         to_exhaustivity_verification(datapoint, ["the verifier judged other masks than the human check accepted"])
         return
     thresholds = thresholds_for(version, config)
-    name, threshold, witnesses = _after_check_claim(datapoint, thresholds, accepted)
+    ev_accept = float(ev.get(EVOption.ACCEPT, 0.0))
+    name, threshold, witnesses = _after_check_claim(datapoint, thresholds, accepted, ev_accept)
     if threshold is None:
         to_exhaustivity_verification(datapoint, [f"verifier not calibrated for the target precision ({name})"])
         return
-    ev_accept = float(ev.get(EVOption.ACCEPT, 0.0))
     doubt = exhaustivity_doubt(name, ev_accept, threshold, thresholds, witnesses)
-    if doubt is None and not accepted:
+    if doubt is None and not accepted and not thresholds.seen_split:
         # Zero boxes: EV's P(accept) is P(absent), so its presence is the rest (as at routing).
         doubt = absence_against_presence(witnesses.sam3_presence, 1.0 - ev_accept)
     if doubt is None:
@@ -520,11 +538,11 @@ def _apply_exhaustivity(datapoint: Datapoint, result: dict) -> None:
         to_exhaustivity_verification(datapoint, [doubt])
 
 
-def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds,
-                       accepted: set[int]) -> tuple[str, float | None, Witnesses]:
+def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds, accepted: set[int],
+                       ev_accept: float | None = None) -> tuple[str, float | None, Witnesses]:
     """The EV claim on the masks a human check accepted (``ev``, or ``ev_zero_after_check`` with none), its threshold
-    on the kind of question the check left (are the proposals it did not accept all explained?) and SAM 3's
-    witnesses on it."""
+    on the kind of question the check left (are the proposals it did not accept all explained? and, given EV's
+    P(accept) on it, do both models see the concept?) and SAM 3's witnesses on it."""
     proposal = datapoint.proposals.order_by("-id").first()
     proposed = dict(datapoint.masks.filter(source=MaskSource.MODEL, proposal=proposal).values_list("pk", "score"))
     # The proposals the check did not accept (rejected by the human, or dropped as surely wrong), and AI MV on them.
@@ -536,9 +554,11 @@ def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds,
     margins = competing_margins([(rles[pk], proposed[pk] or 0.0) for pk in unboxed], other_phrase_proposals(datapoint))
     explained = unboxed_explained([ai_mv.get(pk) for pk in unboxed], rle_lib.share_inside(
         [rles[pk] for pk in unboxed], [rles[pk] for pk in sorted(accepted)]), margins, thresholds.mv_reject)
-    name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained)
+    presence = proposal.presence_score if proposal else 0.0
+    name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained,
+                                           seen=ev_accept is not None and seen(presence, ev_accept))
     semantic = proposal.semantic_rle if proposal else None
-    return name, threshold, Witnesses(proposal.presence_score if proposal else 0.0,
+    return name, threshold, Witnesses(presence,
                                       max((proposed[pk] or 0.0 for pk in unboxed), default=0.0), len(proposed),
                                       proposal.best_beyond_cap if proposal else None, min(margins, default=0.0),
                                       None if semantic is None else uncovered_share(
