@@ -189,6 +189,18 @@ def test_an_absence_both_models_contradict_goes_to_a_human_at_routing(phase2, sa
         assert "absence claimed though SAM 3 (0.90) and the verifier (0.60) both see the concept" in dp.reason
 
 
+def rejected_in_a_check(project, user, ev_after_check: float, sam3_presence: float = 0.9):
+    """A datapoint whose only proposal routing kept (a positive claim: no absence sign yet) and a human check
+    rejected, then the verifier's EV on zero boxes after the check (``ev_after_check``: P(absent))."""
+    dp = proposed(project, [box_mask(0, 0, 20, 20)], phrase="green star")
+    dp.proposals.update(presence_score=sam3_presence)
+    verify(project, dp, [0.9], ev_probs(0.6), presence=sam3_presence)
+    check_masks(project, user, ["reject"])
+    verify_exhaustivity(project, dp, ev_after_check)
+    dp.refresh_from_db()
+    return dp
+
+
 @pytest.mark.parametrize("sam3_presence, ev_after_check, certified", [(0.2, 0.95, True), (0.9, 0.95, True),
                                                                       (0.9, 0.45, False)])
 def test_after_a_check_an_absence_both_models_contradict_goes_to_a_human(phase2, alice, sam3_presence,
@@ -198,13 +210,7 @@ def test_after_a_check_an_absence_both_models_contradict_goes_to_a_human(phase2,
         "p_accept_logit": 0.0, "bias": 5.0}},  # a claim that ignores EV: P(absent) 0.993 whatever it says
         "thresholds": {"mv": 0.8, "ev": 0.98, "ev_zero": 0.99, "ev_zero_after_check": 0.98}}
     phase2.active_verifier.save()
-    dp = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
-    dp.proposals.update(presence_score=sam3_presence)
-    # Routing keeps the mask (a positive claim: no absence sign yet), the check rejects it.
-    verify(phase2, dp, [0.9], ev_probs(0.6), presence=sam3_presence)
-    check_masks(phase2, alice, ["reject"])
-    verify_exhaustivity(phase2, dp, ev_after_check)
-    dp.refresh_from_db()
+    dp = rejected_in_a_check(phase2, alice, ev_after_check, sam3_presence)
     if certified:
         assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
     else:
@@ -242,11 +248,7 @@ def test_after_a_check_a_seen_absence_is_settled_on_its_own_threshold(phase2, al
     ordinary claim, whose threshold 0.99 EV alone does not reach."""
     phase2.active_verifier.manifest = seen_split(ev_zero_after_check_seen=0.97)
     phase2.active_verifier.save()
-    dp = proposed(phase2, [box_mask(0, 0, 20, 20)], phrase="green star")
-    verify(phase2, dp, [0.9], ev_probs(0.6))  # routing keeps the mask; the check rejects it
-    check_masks(phase2, alice, ["reject"])
-    verify_exhaustivity(phase2, dp, ev_after_check)
-    dp.refresh_from_db()
+    dp = rejected_in_a_check(phase2, alice, ev_after_check)
     if certified:
         assert (dp.state, dp.final_label, dp.auto_accepted) == (DatapointState.ACCEPTED, FinalLabel.NEGATIVE, True)
     else:
