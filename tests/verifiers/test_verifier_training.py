@@ -286,7 +286,9 @@ def test_committed_tiny_checkpoint_loads_with_its_calibration(tmp_path):
     manifest = verifier.manifest
     assert manifest["target_precision"] == 0.98
     claims = ("ev", "ev_zero", "ev_zero_after_check")
-    assert set(manifest["thresholds"]) == {"mv", "mv_reject", *claims, *(c + "_unboxed_explained" for c in claims)}
+    split = (*claims, *(c + "_unboxed_explained" for c in claims))
+    assert set(manifest["thresholds"]) == {"mv", "mv_reject", *split,
+                                           *(name + "_seen" for name in split if name.startswith("ev_zero"))}
     assert manifest["drop_precision"] == 0.995
     assert manifest["metrics"]["mv"]["thresholds"]["mv_reject"]["drop_precision"] == 0.995
     assert all(t is None or 0 < t <= 1 for t in manifest["thresholds"].values())
