@@ -300,9 +300,11 @@ def competing_margin(unboxed: Sequence[tuple[dict, float]], others: Sequence[tup
     return min(competing_margins(unboxed, others), default=0.0)
 
 
-def uncovered_share(semantic: dict, boxed: Sequence[dict]) -> float:
+def uncovered_share(semantic: dict | None, boxed: Sequence[dict]) -> float | None:
     """The witness ``sam3_uncovered``: the share of the image that SAM 3's semantic mask (RLE) covers outside the
-    boxed masks (RLEs of the same size)."""
+    boxed masks (RLEs of the same size); None where the proposal has no semantic mask (not recorded)."""
+    if semantic is None:
+        return None
     height, width = semantic["size"]
     covered = rle_lib.share_inside([semantic], list(boxed))[0]
     return float(rle_lib.area([semantic])[0] * (1.0 - covered) / max(height * width, 1))

@@ -39,11 +39,6 @@ from verifiers.calibration import competing_margins, uncovered_share
 from verifiers.synthetic import adjudicated, annotators, require_simulated_annotator
 
 
-def uncovered(proposal, boxed: list[dict]) -> dict:
-    """The witness ``sam3_uncovered`` of an EV row boxing ``boxed`` (nothing where SAM 3 gave no semantic mask)."""
-    return {} if proposal.semantic_rle is None else {"sam3_uncovered": uncovered_share(proposal.semantic_rle, boxed)}
-
-
 def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3, score_threshold: float = 0.0,
                      dedupe_iou: float | None = DEFAULT_DEDUPE_IOU, error_rate: float = 0.03, adjudicators: int = 3,
                      seed: int = 0, click_predictor=None) -> Iterator[dict]:
@@ -81,7 +76,7 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "sam3_best_unboxed": max((i.score for i in proposal.instances), default=0.0),
                    "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
                    "sam3_competing_margin": min(margins, default=0.0),
-                   **uncovered(proposal, []),
+                   "sam3_uncovered": uncovered_share(proposal.semantic_rle, []),
                    "unboxed_rles": [i.rle for i in proposal.instances], "unboxed_margins": margins}
             accepted, rejected = [], []
             for instance, margin in zip(proposal.instances, margins):
@@ -102,7 +97,7 @@ def engine_questions(gold_path: str | Path, predictor, *, max_instances: int = 3
                    "sam3_best_unboxed": max((i.score for i, _ in rejected), default=0.0),
                    "sam3_proposals": len(proposal.instances), "sam3_best_beyond_cap": proposal.best_beyond_cap,
                    "sam3_competing_margin": min((m for _, m in rejected), default=0.0),
-                   **uncovered(proposal, accepted),
+                   "sam3_uncovered": uncovered_share(proposal.semantic_rle, accepted),
                    "unboxed_rles": [i.rle for i, _ in rejected], "unboxed_margins": [m for _, m in rejected]}
 
 

@@ -491,8 +491,8 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         explained = None if task == "mv" else explained_questions(
             model, processor, letter_ids, examples, mv_scored, result["thresholds"].get("mv_reject"),
             temperature=result["temperature"].get("mv", 1.0), size=size, device=device, templates=templates)
-        groups = threshold_groups(task, examples, explained)
         if not examples:
+            groups = threshold_groups(task, examples, explained)
             result["temperature"][task] = 1.0
             result["thresholds"].update({name: None for name in groups})
             continue
@@ -505,8 +505,7 @@ def evaluate(model, processor, letter_ids, heldout: Heldout, *, size: int, confi
         temperature = calibration.fit_temperature(logits[calib], y_cal[calib])
         accept_idx = [options.index(o) for o in ACCEPTS[task]]
         p_accept = accept_probability(task, logits, temperature)
-        if explained is not None:
-            groups = threshold_groups(task, examples, explained, p_accept)
+        groups = threshold_groups(task, examples, explained, p_accept)
         calibrated_accept = np.isin(y_cal, accept_idx)
         test_labels = [labels[i] for i in test]
         report = calibration.report(logits[test], test_labels, options, temperature=temperature,

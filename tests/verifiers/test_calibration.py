@@ -173,6 +173,7 @@ def test_the_uncovered_share_is_the_part_of_the_image_sam3_calls_the_phrase_that
     bigger = rle_lib.encode(box(0, 15))  # a boxed mask beyond the semantic mask covers nothing more of it
     assert calibration.uncovered_share(two_stars, [bigger]) == pytest.approx(100 / image)
     assert calibration.uncovered_share(rle_lib.encode(box(0, 0)), [first]) == 0.0, "SAM 3 sees it nowhere"
+    assert calibration.uncovered_share(None, [first]) is None, "a proposal that did not record its semantic mask"
 
 
 def test_a_value_witness_enters_as_it_is():

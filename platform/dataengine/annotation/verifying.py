@@ -319,8 +319,7 @@ def decide_route(*, mv: dict[int, dict], ev: dict, ev_mask_ids: list[int], sam3_
             sam3_presence, max((mask_scores[m] for m in unboxed), default=0.0), len(mask_scores),
             sam3_best_beyond_cap, None if other_phrases is None or mask_rles is None else competing_margin(
                 [(mask_rles[m], mask_scores[m]) for m in unboxed], other_phrases),
-            None if semantic_rle is None or (accepted and not mask_rles) else uncovered_share(
-                semantic_rle, [mask_rles[m] for m in accepted])))
+            None if accepted and not mask_rles else uncovered_share(semantic_rle, [mask_rles[m] for m in accepted])))
         reasons += [reason] if reason else []
     checked = [m for m in mask_areas if m not in mv or not surely_wrong(p_accept(mv[m]), thresholds, config)]
     # Failure-prone items: a human sees them whatever the verifiers say. The signs about masks are taken on those
@@ -557,12 +556,11 @@ def _after_check_claim(datapoint: Datapoint, thresholds: Thresholds, accepted: s
     presence = proposal.presence_score if proposal else 0.0
     name, threshold = thresholds.for_claim("ev" if accepted else "ev_zero_after_check", explained,
                                            seen=ev_accept is not None and seen(presence, ev_accept))
-    semantic = proposal.semantic_rle if proposal else None
     return name, threshold, Witnesses(presence,
                                       max((proposed[pk] or 0.0 for pk in unboxed), default=0.0), len(proposed),
                                       proposal.best_beyond_cap if proposal else None, min(margins, default=0.0),
-                                      None if semantic is None else uncovered_share(
-                                          semantic, [rles[pk] for pk in sorted(accepted)]))
+                                      uncovered_share(proposal.semantic_rle if proposal else None,
+                                                      [rles[pk] for pk in sorted(accepted)]))
 
 
 def other_phrase_proposals(datapoint: Datapoint) -> list[tuple[dict, float]]:
