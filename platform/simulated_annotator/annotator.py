@@ -8,7 +8,7 @@ API used (exactly what a browser uses; ``Authorization: Token <key>``):
 
 * ``POST /api/projects/{pid}/tasks/next`` ``{"kind"}`` -> 200 task JSON, or 204 when that queue is empty.
   Task: ``{id, kind, lease_token, datapoint: {id, phrase, revision, media: {sha256, name, width, height}},
-  mask: {id, rle, ...} | null, masks: [accepted masks]}``.
+  mask: {id, rle, ...} | null, masks: [accepted masks], candidates: [rejected masks, correction tasks only]}``.
 * ``POST /api/tasks/{id}/mask-verification`` ``{lease_token, decision, seconds}``
 * ``POST /api/tasks/{id}/exhaustivity-verification`` ``{lease_token, decision, seconds}``
 * ``POST /api/tasks/{id}/correction`` ``{lease_token, datapoint_revision, outcome, masks, reason, seconds}``

@@ -64,19 +64,20 @@ def replay_all_human_phase1(ground_truth: GroundTruth, proposals: Mapping[int, l
                                       decision, mistake))
 
         accepted: list[dict] = []
+        rejected: list[dict] = []
         for rle in proposals.get(pair.image_id, []):
             mask = {"id": next_mask_id, "rle": rle, "iscrowd": False}
             next_mask_id += 1
             mv = decisions.answer_mask_verification(
                 {"kind": MASK_VERIFICATION, "datapoint": datapoint, "mask": mask, "masks": []}, ground_truth, config)
             log(MASK_VERIFICATION, mv.seconds, mv.decision, mv.mistake)
-            if mv.decision in decisions.MV_ACCEPTS:
-                accepted.append(mask)
+            (accepted if mv.decision in decisions.MV_ACCEPTS else rejected).append(mask)
         task = {"kind": EXHAUSTIVITY_VERIFICATION, "datapoint": datapoint, "mask": None, "masks": accepted}
         ev = decisions.answer_exhaustivity(task, ground_truth, config)
         log(EXHAUSTIVITY_VERIFICATION, ev.seconds, ev.decision, ev.mistake)
         if ev.decision in ("reject", "reject_unseparated"):
-            task = {"kind": CORRECTION, "datapoint": datapoint, "mask": None, "masks": accepted, "lease_token": 0}
+            task = {"kind": CORRECTION, "datapoint": datapoint, "mask": None, "masks": accepted,
+                    "candidates": rejected, "lease_token": 0}
             correction = decisions.answer_correction(task, ground_truth, config)
             log(CORRECTION, correction.seconds, correction.outcome, correction.mistake)
     return records

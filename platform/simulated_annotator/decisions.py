@@ -8,7 +8,9 @@ Task dicts have the API's shape (see annotator.py). Correct answers:
   group (iscrowd) mask, else ``reject``.
 * Correction: the final set equals the true instances: keep a matched mask at IoU >= ``accept_iou``,
   replace it by the true mask at ``cover_iou`` <= IoU < ``accept_iou``, add uncovered instances, drop the
-  rest (one-to-one greedy matching by IoU).
+  rest (one-to-one greedy matching by IoU). The accepted masks are matched first; an instance none of them
+  covers is matched among the task's rejected masks (``candidates``), restored at ``accept_iou`` (a click)
+  or edited into the true mask at ``cover_iou`` — what an annotator does who sees them in the correction view.
 
 * Review (Phase 2+ audit of an AI-accepted datapoint): ``confirm`` iff MV would accept every accepted mask
   and EV would accept the set (the two rules above), else ``reject``.
@@ -65,11 +67,13 @@ class EVAnswer(_Verdict):
 
 @dataclass(frozen=True)
 class CorrectionAnswer:
-    """The final mask set (API entries: {mask_id} keep, {mask_id, rle, iscrowd} edit, {rle, iscrowd} add)."""
+    """The final mask set (API entries: {mask_id} keep or restore, {mask_id, rle, iscrowd} edit, {rle, iscrowd}
+    add)."""
 
     outcome: str
     masks: list[dict] = field(default_factory=list)
     kept: int = 0
+    restored: int = 0
     edited: int = 0
     added: int = 0
     deleted: int = 0
@@ -201,25 +205,37 @@ def _greedy_matches(ious: np.ndarray, threshold: float) -> list[tuple[int, int]]
 
 
 def answer_correction(task: dict, ground_truth: GroundTruth, config: AnnotatorConfig) -> CorrectionAnswer:
-    """Turn the accepted masks (``task["masks"]``) into the true instance set, missing some additions."""
+    """Turn the accepted masks (``task["masks"]``) into the true instance set, restoring or editing the task's
+    rejected masks (``task["candidates"]``) where they cover an instance, missing some additions."""
     pair = _pair(task, ground_truth)
     if pair is None:
         return CorrectionAnswer("reject_phrase", reason="simulated annotator: pair not in the ground truth",
                                 seconds=config.time_model.phrase_rejection(), unknown_pair=True)
-    existing = task["masks"]
+    existing, candidates = task["masks"], task.get("candidates") or []
     key = _item_key(pair) + ("correction",) + tuple(sorted(_mask_key(m["rle"]) for m in existing))
     ious = _ious([m["rle"] for m in existing], pair) if existing and pair.instances else np.zeros((0, 0))
     match_of_instance = {j: i for i, j in _greedy_matches(ious, config.cover_iou)}
+    uncovered = [j for j in range(len(pair.instances)) if j not in match_of_instance]
+    candidate_ious = (_ious([m["rle"] for m in candidates], pair)[:, uncovered] if candidates and uncovered
+                      else np.zeros((0, 0)))
+    candidate_of_instance = {uncovered[j]: i for i, j in _greedy_matches(candidate_ious, config.cover_iou)}
     final: list[dict] = []
-    kept = edited = added = missed = 0
+    kept = restored = edited = added = missed = 0
     for j, (truth, crowd) in enumerate(zip(pair.instances, pair.iscrowd)):
-        if j in match_of_instance:
-            i = match_of_instance[j]
-            if ious[i, j] >= config.accept_iou:
-                final.append({"mask_id": existing[i]["id"]})
-                kept += 1
+        if j in match_of_instance or j in candidate_of_instance:
+            if j in match_of_instance:
+                mask, iou = existing[match_of_instance[j]], ious[match_of_instance[j], j]
             else:
-                final.append({"mask_id": existing[i]["id"], "rle": truth, "iscrowd": crowd})
+                i = candidate_of_instance[j]
+                mask, iou = candidates[i], candidate_ious[i, uncovered.index(j)]
+            if iou >= config.accept_iou:
+                final.append({"mask_id": mask["id"]})
+                if j in match_of_instance:
+                    kept += 1
+                else:
+                    restored += 1
+            else:
+                final.append({"mask_id": mask["id"], "rle": truth, "iscrowd": crowd})
                 edited += 1
         elif draws.uniform(config.seed, "correction-miss", *_item_key(pair), j) < config.error_rate_correction:
             missed += 1
@@ -227,5 +243,5 @@ def answer_correction(task: dict, ground_truth: GroundTruth, config: AnnotatorCo
             final.append({"rle": truth, "iscrowd": crowd})
             added += 1
     deleted = len(existing) - len(match_of_instance)
-    seconds = config.time_model.correction(added=added, edited=edited, deleted=deleted, key=key)
-    return CorrectionAnswer("complete", final, kept, edited, added, deleted, missed, seconds)
+    seconds = config.time_model.correction(added=added, edited=edited, deleted=deleted, restored=restored, key=key)
+    return CorrectionAnswer("complete", final, kept, restored, edited, added, deleted, missed, seconds)

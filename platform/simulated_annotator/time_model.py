@@ -22,7 +22,9 @@ not per action, so the split below is a modelling choice, tied to the paper by t
   plus finding the instance, and the from-scratch 53 s per instance ((236 - 71) / 3.10). The per-job part
   (checking the whole image for every instance, concept research, tools, submit) dominates.
 * **Editing an instance 20 s** (half an add: already found), **deleting a mask 2 s** (one click),
-  **rejecting a phrase 24 s** (the same look-and-decide as an EV).
+  **rejecting a phrase 24 s** (the same look-and-decide as an EV). **Restoring a rejected mask** the correction
+  view shows costs an MV (2 s, no constant of its own: the same look and click on a drawn mask); editing one
+  costs an edit.
 
 Reference scenario (paper-like): a positive with 3.10 instances gets 4 proposals, 2.1 of them right; MV
 keeps those, EV rejects, correction adds one: 4 x 2 + 24 + 120 + 40 = 192 s (target 207, -7%). A negative
@@ -88,10 +90,12 @@ class TimeModel:
         """Seconds to verify that one datapoint's accepted masks are exhaustive."""
         return self.ev_per_datapoint * self._jitter("ev", key)
 
-    def correction(self, *, added: int, edited: int, deleted: int, key: tuple = ()) -> float:
-        """Seconds for one correction job that adds, edits and deletes the given numbers of masks."""
-        base = (self.correction_base + added * self.correction_per_added
-                + edited * self.correction_per_edited + deleted * self.correction_per_deleted)
+    def correction(self, *, added: int, edited: int, deleted: int, restored: int = 0, key: tuple = ()) -> float:
+        """Seconds for one correction job that adds, edits and deletes the given numbers of masks and restores
+        ``restored`` rejected ones. Restoring has no constant of its own: it is an MV's look and click on a mask
+        the correction view shows."""
+        base = (self.correction_base + added * self.correction_per_added + edited * self.correction_per_edited
+                + deleted * self.correction_per_deleted + restored * self.mv_per_mask)
         return base * self._jitter("correction", key)
 
     def review(self, *, masks: int, key: tuple = ()) -> float:
@@ -117,5 +121,5 @@ class TimeModel:
         """One line with every constant, for reports."""
         return ("time model (simulated seconds): MV {mv_per_mask:g}/mask, EV {ev_per_datapoint:g}/datapoint, "
                 "correction {correction_base:g}/job + {correction_per_added:g}/added + "
-                "{correction_per_edited:g}/edited + {correction_per_deleted:g}/deleted, "
+                "{correction_per_edited:g}/edited + {correction_per_deleted:g}/deleted + {mv_per_mask:g}/restored, "
                 "reject phrase {reject_phrase:g}, jitter sigma {jitter_sigma:g} (seed {seed})").format(**asdict(self))

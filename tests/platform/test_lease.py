@@ -155,3 +155,22 @@ def test_the_one_statement_lease_returns_what_the_serializer_would(project, alic
         lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
     taken = lease_next_task_json(project.pk, bob.pk, TaskKind.EXHAUSTIVITY_VERIFICATION)
     assert taken is not None and taken["lease_token"] == 2
+
+
+@pytest.mark.django_db
+def test_a_correction_task_lists_the_rejected_masks_in_both_lease_paths(project, alice):
+    from dataengine.annotation.api.serializers import TaskSerializer
+    from dataengine.annotation.queries import lease_next_task_json
+
+    dp = propose(project, image(project), {"red circle": [box_mask(0, 0, 4, 4), box_mask(8, 8, 12, 12)]})["red circle"]
+    for decision in ("accept", "reject"):
+        mv = services.lease_next_task(project, alice, TaskKind.MASK_VERIFICATION)
+        services.submit_mask_verification(mv.pk, user=alice, lease_token=mv.lease_token, decision=decision, seconds=1)
+    ev = services.lease_next_task(project, alice, TaskKind.EXHAUSTIVITY_VERIFICATION)
+    services.submit_exhaustivity_verification(ev.pk, user=alice, lease_token=ev.lease_token, decision="reject",
+                                              seconds=1)
+    fast = lease_next_task_json(project.pk, alice.pk, TaskKind.CORRECTION)
+    assert fast == json.loads(json.dumps(TaskSerializer(HumanTask.objects.get(pk=fast["id"])).data))
+    accepted, rejected = dp.masks.order_by("id")
+    assert [m["id"] for m in fast["masks"]] == [accepted.pk]
+    assert [(m["id"], m["state"]) for m in fast["candidates"]] == [(rejected.pk, "rejected")]

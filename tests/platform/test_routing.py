@@ -2,9 +2,11 @@
 import pytest
 
 from dataengine.annotation import services
+from dataengine.annotation.api.serializers import TaskSerializer
 from dataengine.errors import Conflict, InvalidInput
 from dataengine.annotation.models import HumanTask, Mask, MaskState, TaskKind, TaskState, Verdict
 from dataengine.concepts.models import DatapointState, FinalLabel
+from dataengine.engine.models import AuditEvent
 from model import rle as rle_lib
 from tests.platform.factories import box_mask, image, propose
 
@@ -158,3 +160,35 @@ def test_a_correction_with_a_malformed_mask_is_refused_before_anything_is_writte
                                    masks=[services.MaskInput(rle=good), services.MaskInput(rle={"size": [48, 64],
                                                                                                "counts": "zz"})])
     assert Mask.objects.filter(datapoint=dp, source="human").count() == 0
+
+
+def test_a_correction_shows_the_rejected_masks_and_restores_or_edits_them_by_id(project, alice):
+    proposed = [box_mask(0, 0, 10, 10), box_mask(20, 20, 30, 30), box_mask(40, 0, 50, 10)]
+    dp, task = correction_task(project, alice, {"purple square": proposed}, accept_all=False)
+    good, near_miss, wrong = Mask.objects.filter(datapoint=dp).order_by("id")
+    assert [m["id"] for m in TaskSerializer(task).data["candidates"]] == [good.pk, near_miss.pk, wrong.pk]
+    fixed = box_mask(20, 20, 33, 33)
+    outcome = services.submit_correction(
+        task.pk, user=alice, lease_token=task.lease_token, datapoint_revision=dp.revision, outcome="complete",
+        seconds=30, masks=[services.MaskInput(mask_id=good.pk), services.MaskInput(mask_id=near_miss.pk,
+                                                                                   rle=rle_lib.encode(fixed))])
+    final = Mask.objects.filter(datapoint=dp, state=MaskState.ACCEPTED).order_by("id")
+    assert final[0] == good and final[0].source == "model"  # restored, not redrawn
+    assert (final[1].replaces, final[1].source) == (near_miss, "human")
+    assert (rle_lib.decode(final[1].rle) == fixed).all()
+    assert Mask.objects.get(pk=wrong.pk).state == MaskState.REJECTED  # not listed: stays rejected
+    assert (outcome.datapoint.final_label, len(final)) == (FinalLabel.POSITIVE, 2)
+    audit = AuditEvent.objects.filter(action="task.correction").latest("id")
+    assert {k: audit.data[k] for k in ("kept", "restored", "edited", "added", "deleted")} == {
+        "kept": 0, "restored": 1, "edited": 1, "added": 0, "deleted": 0}
+
+
+def test_a_correction_may_not_restore_a_mask_of_another_datapoint(project, alice):
+    dp, task = correction_task(project, alice, {"orange star": [box_mask(0, 0, 10, 10)]}, accept_all=False)
+    other = propose(project, image(project, "other.png", seed=1), {"orange star": [box_mask(5, 5, 9, 9)]})
+    foreign = Mask.objects.get(datapoint=other["orange star"])
+    with pytest.raises(InvalidInput, match="not an accepted or rejected mask of this datapoint"):
+        services.submit_correction(task.pk, user=alice, lease_token=task.lease_token, datapoint_revision=dp.revision,
+                                   outcome="complete", seconds=5, masks=[services.MaskInput(mask_id=foreign.pk)])
+    assert HumanTask.objects.get(pk=task.pk).state == TaskState.LEASED
+    assert not Mask.objects.filter(datapoint=dp, state=MaskState.ACCEPTED).exists()

@@ -149,3 +149,20 @@ def test_gold_verdicts_follow_the_iou_rules():
     assert gold_ev([nearly, half], gold) == "reject"  # the second circle is not covered
     assert gold_ev([half, rle_lib.encode(OTHER_CIRCLE)], gold) == "accept"
     assert (gold_ev([], []), gold_ev([nearly], []), gold_ev([], gold)) == ("accept", "accept", "reject")
+
+
+def test_a_mask_a_correction_restored_becomes_a_good_mask_example(project, alice):
+    dp = propose(project, image(project, "scene.png"), {"red circle": [CIRCLE, OTHER_CIRCLE]})["red circle"]
+    circle, other = Mask.objects.filter(datapoint=dp).order_by("id")
+    for _ in range(2):  # a human MV rejects the right circle by mistake
+        task = services.lease_next_task(project, alice, TaskKind.MASK_VERIFICATION)
+        services.submit_mask_verification(task.pk, user=alice, lease_token=task.lease_token, seconds=2,
+                                          decision="reject" if task.mask_id == circle.pk else "accept")
+    work(project, alice, TaskKind.EXHAUSTIVITY_VERIFICATION, decision="reject")
+    work(project, alice, TaskKind.CORRECTION, outcome="complete", masks=[
+        services.MaskInput(mask_id=other.pk), services.MaskInput(mask_id=circle.pk)])
+    mv_rows = [(r["kind"], r["label"], r["rles"][0]) for r in verifier_examples(project) if r["task"] == "mv"]
+    assert sorted(mv_rows, key=str) == sorted([
+        ("human_mv", "reject", circle.rle), ("human_mv", "accept", other.rle),
+        ("correction_kept", "accept", circle.rle),  # the human's second look, not the first, is the label here
+    ], key=str)

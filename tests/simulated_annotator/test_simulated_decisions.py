@@ -108,6 +108,26 @@ def test_correction_keeps_edits_adds_and_drops(world, exact):
     assert answer.seconds == pytest.approx(tm.correction_base + tm.correction_per_edited + tm.correction_per_deleted)
 
 
+def test_correction_restores_a_good_rejected_mask_and_edits_a_near_miss_rather_than_drawing_them(world, exact):
+    # RED_A was rejected by mistake; the near miss (IoU 0.7) was rejected rightly; the junk matches nothing.
+    near_miss, junk = box(20, 20, 30, 27), box(32, 0, 40, 8)
+    t = task("correction", _pair(world, 1), candidates=[junk, RED_A, near_miss])
+    answer = answer_correction(t, world, exact)
+    assert answer.masks == [{"mask_id": 202}, {"mask_id": 203, "rle": RED_B, "iscrowd": False}]
+    assert (answer.kept, answer.restored, answer.edited, answer.added, answer.deleted) == (0, 1, 1, 0, 0)
+    tm = exact.time_model
+    assert answer.seconds == pytest.approx(tm.correction_base + tm.mv_per_mask + tm.correction_per_edited)
+    drawn = answer_correction(task("correction", _pair(world, 1)), world, exact)
+    assert drawn.seconds == pytest.approx(tm.correction_base + 2 * tm.correction_per_added)
+
+
+def test_correction_keeps_an_accepted_mask_before_looking_at_the_rejected_ones(world, exact):
+    t = task("correction", _pair(world, 1), masks=[box(2, 2, 12, 10)], candidates=[RED_A, box(20, 20, 29, 29)])
+    answer = answer_correction(t, world, exact)
+    assert answer.masks == [{"mask_id": 101}, {"mask_id": 202}]
+    assert (answer.kept, answer.restored, answer.deleted) == (1, 1, 0)
+
+
 def test_correction_adds_uncovered_instances_with_their_group_flag(world, exact):
     answer = answer_correction(task("correction", _pair(world, 4), masks=[]), world, exact)
     assert answer.masks == [{"rle": CROWD, "iscrowd": True}]

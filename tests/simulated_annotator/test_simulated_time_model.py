@@ -31,6 +31,7 @@ def test_correction_cost_is_base_plus_per_instance_actions():
     tm = TimeModel()
     assert tm.correction(added=2, edited=1, deleted=3) == 120 + 2 * 40 + 20 + 3 * 2
     assert tm.correction(added=0, edited=0, deleted=0) == tm.correction_base
+    assert tm.correction(added=0, edited=0, deleted=0, restored=2) == tm.correction_base + 2 * tm.mv_per_mask
 
 
 def test_without_jitter_every_action_costs_its_constant():

@@ -25,11 +25,14 @@ def pair(image_id: int, phrase: str, instances=(), *, sha: str = "img-a", crowd=
     )
 
 
-def task(kind: str, gt_pair: GroundTruthPair, *, mask: dict | None = None, masks=(), task_id: int = 1,
+def task(kind: str, gt_pair: GroundTruthPair, *, mask: dict | None = None, masks=(), candidates=(), task_id: int = 1,
          revision: int = 3) -> dict:
-    """A task dict shaped like the API's (masks given as RLEs get ids 101, 102, ...)."""
+    """A task dict shaped like the API's (masks given as RLEs get ids 101, 102, ..., rejected ``candidates``
+    201, 202, ...)."""
     accepted = [{"id": 101 + i, "rle": m, "bbox": rle.bbox_xywh(m), "iscrowd": False, "score": 0.9,
                  "source": "model", "state": "accepted"} for i, m in enumerate(masks)]
+    rejected = [{"id": 201 + i, "rle": m, "bbox": rle.bbox_xywh(m), "iscrowd": False, "score": 0.5,
+                 "source": "model", "state": "rejected"} for i, m in enumerate(candidates)]
     return {
         "id": task_id, "kind": kind, "project": 1, "lease_token": 7, "lease_expires_at": None,
         "datapoint": {"id": gt_pair.image_id, "phrase": gt_pair.phrase, "revision": revision, "state": kind,
@@ -38,6 +41,7 @@ def task(kind: str, gt_pair: GroundTruthPair, *, mask: dict | None = None, masks
         "mask": None if mask is None else {"id": 100, "rle": mask, "bbox": rle.bbox_xywh(mask), "iscrowd": False,
                                            "score": 0.9, "source": "model", "state": "proposed"},
         "masks": accepted,
+        "candidates": rejected,
     }
 
 

@@ -2,8 +2,9 @@
 
 ``POST /api/projects/{id}/tasks/next`` is the most frequent call an annotator makes. On PostgreSQL this module
 does the held-lease check, the ``FOR UPDATE SKIP LOCKED`` lease and the joins the response needs (datapoint,
-phrase, media, the mask to verify, the accepted masks) in one autocommitted statement, and builds the JSON by
-hand: the same shape as annotation.api.serializers.TaskSerializer (a test compares them). The lease's commit
+phrase, media, the mask to verify, the accepted masks and, for a correction, the rejected ones) in one
+autocommitted statement, and builds the JSON by hand: the same shape as annotation.api.serializers.TaskSerializer
+(a test compares them). The lease's commit
 does not wait for the WAL flush: a lease lost in a crash only sends the task back to the queue, and the
 annotator's submission is then refused with 409. Submissions keep synchronous commits.
 SQLite (the embedded default) uses services.lease_next_task and the serializer.
@@ -52,7 +53,13 @@ SELECT task.id, task.kind, task.project_id, task.state, task.priority, task.leas
        (SELECT coalesce(json_agg(json_build_object('id', a.id, 'rle', a.rle, 'bbox', a.bbox, 'area', a.area,
                                                    'iscrowd', a.iscrowd, 'score', a.score, 'source', a.source,
                                                    'state', a.state) ORDER BY a.id), '[]'::json)
-          FROM annotation_mask a WHERE a.datapoint_id = task.datapoint_id AND a.state = 'accepted')
+          FROM annotation_mask a WHERE a.datapoint_id = task.datapoint_id AND a.state = 'accepted'),
+       CASE WHEN task.kind = 'correction' THEN
+       (SELECT coalesce(json_agg(json_build_object('id', a.id, 'rle', a.rle, 'bbox', a.bbox, 'area', a.area,
+                                                   'iscrowd', a.iscrowd, 'score', a.score, 'source', a.source,
+                                                   'state', a.state) ORDER BY a.id), '[]'::json)
+          FROM annotation_mask a WHERE a.datapoint_id = task.datapoint_id AND a.state = 'rejected')
+       ELSE '[]'::json END
   FROM task
   JOIN concepts_datapoint d ON d.id = task.datapoint_id
   JOIN concepts_concept c ON c.id = d.concept_id
@@ -73,7 +80,7 @@ def _iso(value: dt.datetime | None) -> str | None:
 def _task_json(row) -> dict:
     (task_id, kind, project_id, state, priority, lease_token, lease_expires_at, attempts, dp_id, phrase, revision,
      dp_state, media_id, media_name, sha256, width, height, mask_id, rle, bbox, area, iscrowd, score, source,
-     mask_state, masks) = row
+     mask_state, masks, candidates) = row
     mask = None if mask_id is None else {"id": mask_id, "rle": rle, "bbox": bbox, "area": area, "iscrowd": iscrowd,
                                          "score": score, "source": source, "state": mask_state}
     return {
@@ -84,6 +91,7 @@ def _task_json(row) -> dict:
                                 "height": height, "file_url": reverse("media-file", args=[media_id])}},
         "mask": mask,
         "masks": masks,
+        "candidates": candidates,
     }
 
 

@@ -339,7 +339,9 @@ def submit_exhaustivity_verification(task_id: int, *, user, lease_token: int, de
 
 @dataclass(frozen=True)
 class MaskInput:
-    """One entry of a correction's final mask set: keep (mask_id), edit (mask_id + rle) or add (rle)."""
+    """One entry of a correction's final mask set: keep (mask_id), edit (mask_id + rle) or add (rle). The mask_id
+    of a rejected proposal (the task's ``candidates``) restores it, or with rle edits it: a good mask rejected by
+    mistake, or a near miss, costs a click or an edit rather than a new drawing."""
 
     mask_id: int | None = None
     rle: dict | None = None
@@ -350,7 +352,8 @@ def submit_correction(task_id: int, *, user, lease_token: int, datapoint_revisio
                       masks: list[MaskInput], seconds: float, reason: str = "") -> Outcome:
     """Replace the datapoint's accepted masks with the submitted final set and accept it as exhaustive.
 
-    ``masks`` is the complete final set; accepted masks not listed are deleted. Outcome ``reject_phrase`` or
+    ``masks`` is the complete final set; accepted masks not listed are deleted, rejected ones listed are restored
+    (or, with an rle, replaced by the edit). Outcome ``reject_phrase`` or
     ``cannot_complete`` rejects the pair instead. A submission based on an older revision is refused (409).
     """
     if outcome not in CorrectionOutcome.values:
@@ -360,7 +363,7 @@ def submit_correction(task_id: int, *, user, lease_token: int, datapoint_revisio
         if datapoint_revision != datapoint.revision:
             raise Conflict(f"the datapoint changed since you loaded it (revision {datapoint_revision}, now "
                            f"{datapoint.revision}); reload it", revision=datapoint.revision)
-        counts = {"kept": 0, "edited": 0, "added": 0, "deleted": 0}
+        counts = {"kept": 0, "restored": 0, "edited": 0, "added": 0, "deleted": 0}
         if outcome == CorrectionOutcome.COMPLETE:
             counts = _apply_final_masks(datapoint, masks, user)
         Verdict.objects.create(kind=VerdictKind.CORRECTION, datapoint=datapoint, task=task, decision=outcome,
@@ -380,11 +383,13 @@ def submit_correction(task_id: int, *, user, lease_token: int, datapoint_revisio
 def _apply_final_masks(datapoint: Datapoint, masks: list[MaskInput], user) -> dict:
     size = (datapoint.media.height, datapoint.media.width)
     current = {m.pk: m for m in datapoint.masks.filter(state=MaskState.ACCEPTED)}
+    candidates = {m.pk: m for m in datapoint.masks.filter(state=MaskState.REJECTED)}
     # Validate everything before writing anything.
     normalised = []
     for i, entry in enumerate(masks):
-        if entry.mask_id is not None and entry.mask_id not in current:
-            raise InvalidInput(f"masks[{i}]: mask {entry.mask_id} is not an accepted mask of this datapoint")
+        if entry.mask_id is not None and entry.mask_id not in current and entry.mask_id not in candidates:
+            raise InvalidInput(f"masks[{i}]: mask {entry.mask_id} is not an accepted or rejected mask of this "
+                               "datapoint")
         if entry.mask_id is None and entry.rle is None:
             raise InvalidInput(f"masks[{i}]: give a mask_id to keep, an rle to add, or both to edit")
         rle = None
@@ -399,12 +404,15 @@ def _apply_final_masks(datapoint: Datapoint, masks: list[MaskInput], user) -> di
     keep_ids = [e.mask_id for e, _ in normalised if e.mask_id is not None]
     if len(keep_ids) != len(set(keep_ids)):
         raise InvalidInput("a mask_id appears twice in masks")
-    counts = {"kept": 0, "edited": 0, "added": 0, "deleted": 0}
+    counts = {"kept": 0, "restored": 0, "edited": 0, "added": 0, "deleted": 0}
+    restored = [e.mask_id for e, rle in normalised if rle is None and e.mask_id in candidates]
+    Mask.objects.filter(pk__in=restored).update(state=MaskState.ACCEPTED)
+    counts["restored"] = len(restored)
     for entry, rle in normalised:
         if rle is None:
-            counts["kept"] += 1
+            counts["kept"] += entry.mask_id in current
             continue
-        replaced = current.get(entry.mask_id) if entry.mask_id is not None else None
+        replaced = current.get(entry.mask_id) or candidates.get(entry.mask_id)  # None for an added mask
         Mask.objects.create(datapoint=datapoint, rle=rle, bbox=rle_lib.bbox_xywh(rle), area=rle_lib.area([rle])[0],
                             iscrowd=entry.iscrowd, source=MaskSource.HUMAN, state=MaskState.ACCEPTED,
                             created_by=user, replaces=replaced)

@@ -8,7 +8,8 @@ Rows, one question each (``{"task", "image", "phrase", "rles", "label", "kind"[,
   it (none: the zero-boxes question) — and the human's option (``human_ev``);
 * the signals a finished correction implies (docs/data-engine.md §3): each human-drawn mask of the final set is
   a good MV example and the final set a good EV example, both "accept" (``correction_added``,
-  ``correction_final``);
+  ``correction_final``); so is each proposed mask of the final set no human MV had accepted — one the correction
+  restored from the rejected masks, or kept from the AI's (``correction_kept``);
 * every datapoint humans settled (accepted, not auto-accepted): the zero-boxes question routing asks before
   anyone looks, answered by the outcome — "accept" (absent) iff it was accepted with no mask
   (``outcome_before_check``; verifiers.training calibrates the routing's "not present" claim on these).
@@ -143,6 +144,9 @@ def verifier_examples(project, media: dict | None = None) -> list[dict]:
             corrected.add(dp.pk)
             final = list(dp.masks.filter(state=MaskState.ACCEPTED).order_by("id"))
             rows += [row("mv", dp, [m], "accept", "correction_added") for m in final if m.source == MaskSource.HUMAN]
+            seen_accepted = {m.pk for m in accepted_by_human.get(dp.pk, [])}
+            rows += [row("mv", dp, [m], "accept", "correction_kept") for m in final
+                     if m.source != MaskSource.HUMAN and m.pk not in seen_accepted]
             rows.append(row("ev", dp, final, "accept", "correction_final"))
     settled = (Datapoint.objects.filter(project=project, is_gold=False, state=DatapointState.ACCEPTED,
                                         auto_accepted=False)

@@ -52,16 +52,25 @@ class TaskSerializer(serializers.ModelSerializer):
     datapoint = TaskDatapointSerializer()
     mask = MaskSerializer(allow_null=True, help_text="The mask to verify (mask_verification tasks).")
     masks = serializers.SerializerMethodField(help_text="The datapoint's currently accepted masks.")
+    candidates = serializers.SerializerMethodField(
+        help_text="Correction tasks: the datapoint's rejected masks, which the final set may restore or edit by id "
+                  "(empty for other kinds).")
 
     class Meta:
         model = HumanTask
         fields = ["id", "kind", "project", "state", "priority", "lease_token", "lease_expires_at", "attempts",
-                  "datapoint", "mask", "masks"]
+                  "datapoint", "mask", "masks", "candidates"]
         read_only_fields = fields
 
     def get_masks(self, task) -> list[dict]:
         accepted = Mask.objects.filter(datapoint_id=task.datapoint_id, state=MaskState.ACCEPTED).order_by("id")
         return MaskSerializer(accepted, many=True).data
+
+    def get_candidates(self, task) -> list[dict]:
+        if task.kind != TaskKind.CORRECTION:
+            return []
+        rejected = Mask.objects.filter(datapoint_id=task.datapoint_id, state=MaskState.REJECTED).order_by("id")
+        return MaskSerializer(rejected, many=True).data
 
 
 class NextTaskSerializer(serializers.Serializer):
