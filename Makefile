@@ -34,6 +34,7 @@ test-fast: venv
 
 bench: venv
 	$(PY) -m tests.bench
+	$(PY) -m tests.bench.routing_worlds   # the routing benchmark on six worlds, pooled (~20 min)
 
 # Train the tiny SAM 3 from scratch on the synthetic world, then calibrate its scores on a set of its own ->
 # checkpoints/sam3-tiny (manifest + README with the learning curve and the calibration). 135 minutes on one CPU
