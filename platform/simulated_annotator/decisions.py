@@ -214,26 +214,22 @@ def answer_correction(task: dict, ground_truth: GroundTruth, config: AnnotatorCo
     existing, candidates = task["masks"], task.get("candidates") or []
     key = _item_key(pair) + ("correction",) + tuple(sorted(_mask_key(m["rle"]) for m in existing))
     ious = _ious([m["rle"] for m in existing], pair) if existing and pair.instances else np.zeros((0, 0))
-    match_of_instance = {j: i for i, j in _greedy_matches(ious, config.cover_iou)}
-    uncovered = [j for j in range(len(pair.instances)) if j not in match_of_instance]
-    candidate_ious = (_ious([m["rle"] for m in candidates], pair)[:, uncovered] if candidates and uncovered
-                      else np.zeros((0, 0)))
-    candidate_of_instance = {uncovered[j]: i for i, j in _greedy_matches(candidate_ious, config.cover_iou)}
+    # instance -> (mask, IoU, whether it is a rejected mask): the accepted masks first, then the rejected ones.
+    matches = {j: (existing[i], ious[i, j], False) for i, j in _greedy_matches(ious, config.cover_iou)}
+    uncovered = [j for j in range(len(pair.instances)) if j not in matches]
+    if candidates and uncovered:
+        candidate_ious = _ious([m["rle"] for m in candidates], pair)[:, uncovered]
+        matches.update({uncovered[k]: (candidates[i], candidate_ious[i, k], True)
+                        for i, k in _greedy_matches(candidate_ious, config.cover_iou)})
     final: list[dict] = []
     kept = restored = edited = added = missed = 0
     for j, (truth, crowd) in enumerate(zip(pair.instances, pair.iscrowd)):
-        if j in match_of_instance or j in candidate_of_instance:
-            if j in match_of_instance:
-                mask, iou = existing[match_of_instance[j]], ious[match_of_instance[j], j]
-            else:
-                i = candidate_of_instance[j]
-                mask, iou = candidates[i], candidate_ious[i, uncovered.index(j)]
+        if j in matches:
+            mask, iou, rejected = matches[j]
             if iou >= config.accept_iou:
                 final.append({"mask_id": mask["id"]})
-                if j in match_of_instance:
-                    kept += 1
-                else:
-                    restored += 1
+                restored += rejected
+                kept += not rejected
             else:
                 final.append({"mask_id": mask["id"], "rle": truth, "iscrowd": crowd})
                 edited += 1
@@ -242,6 +238,6 @@ def answer_correction(task: dict, ground_truth: GroundTruth, config: AnnotatorCo
         else:
             final.append({"rle": truth, "iscrowd": crowd})
             added += 1
-    deleted = len(existing) - len(match_of_instance)
+    deleted = len(existing) - sum(not rejected for _, _, rejected in matches.values())
     seconds = config.time_model.correction(added=added, edited=edited, deleted=deleted, restored=restored, key=key)
     return CorrectionAnswer("complete", final, kept, restored, edited, added, deleted, missed, seconds)
