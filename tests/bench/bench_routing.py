@@ -354,6 +354,11 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+def goal_met(speedup: float | None, escaped_phase1: float, escaped_phase2: float) -> bool:
+    """The issue's goal, after the paper: at least 2x the masks per human-hour at no more escaped errors."""
+    return bool(speedup is not None and speedup >= 2.0 and escaped_phase2 <= escaped_phase1)
+
+
 def summarise(phase1: dict, phase2: dict) -> tuple[dict, list[dict]]:
     """The report's top-level keys and its table."""
     speedup = ratio(phase2["masks_per_human_hour"], phase1["masks_per_human_hour"])
@@ -382,8 +387,7 @@ def summarise(phase1: dict, phase2: dict) -> tuple[dict, list[dict]]:
         "auto_accepted_phase2": phase2["routing"]["auto_accepted"],
         "auto_accepted_after_check_phase2": phase2["ai_exhaustivity_after_check"]["auto_accepted"],
         "audited_phase2": phase2["audited"],
-        "goal_met": bool(speedup is not None and speedup >= 2.0
-                         and phase2["escaped_error_rate"] <= phase1["escaped_error_rate"]),
+        "goal_met": goal_met(speedup, phase1["escaped_error_rate"], phase2["escaped_error_rate"]),
     }
     rows = []
     for arm in (phase1, phase2):

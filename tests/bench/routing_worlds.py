@@ -6,9 +6,9 @@
 One 24-scene world has about 165 datapoints per arm and a dozen correction jobs, so one correction more or less moves
 Phase 2's human seconds by 5% and its ratio to Phase 1 with it; the escaped-error rates rest on a handful of
 datapoints. Each world runs as ``python -m tests.bench.bench_routing --seed S`` in its own process (its own
-database; report ``routing-world<S>.json``), then the arms' counts are added up: masks per human-hour is all accepted
-masks over all human seconds, the escaped-error rate all accepted datapoints with an error over all accepted
-datapoints. Writes bench-results/routing-worlds.json (``-quick`` with --quick) with the same keys as routing.json,
+database; report ``routing-worlds-world<S>.json``), then the arms' counts are added up: masks per human-hour is all
+accepted masks over all human seconds, the escaped-error rate all accepted datapoints with an error over all
+accepted datapoints. Writes bench-results/routing-worlds.json (``-quick`` with --quick) with the same keys as routing.json,
 pooled, and one row per world. Everything human in it is SIMULATED (docs/simulated-annotator.md).
 
 Worlds: seed 0 is the routing benchmark's default, 1 and 2 its earlier extra worlds, 3, 4 and 10 worlds no training
@@ -24,7 +24,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.bench.bench_routing import ratio
+from tests.bench.bench_routing import goal_met, ratio
 from tests.bench.report import git_sha, results_dir, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,11 +56,6 @@ def pool_arm(arms: list[dict]) -> dict:
             ai_precision_truth=ratio(right, auto),
             ai_precision_audited=ratio(sum(arm["audit_confirmed"] for arm in arms), audited))
     return total
-
-
-def goal_met(speedup: float | None, escaped_phase1: float, escaped_phase2: float) -> bool:
-    """The issue's goal, after the paper: at least 2x the masks per human-hour at no more escaped errors."""
-    return bool(speedup is not None and speedup >= 2.0 and escaped_phase2 <= escaped_phase1)
 
 
 def pool_worlds(reports: dict[int, dict]) -> tuple[dict, list[dict]]:
@@ -128,7 +123,8 @@ def run_world(seed: int, name: str, passthrough: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"world seeds, comma-separated (default {DEFAULT_SEEDS})")
+    parser.add_argument("--seeds", default=DEFAULT_SEEDS,
+                        help=f"world seeds, comma-separated (default {DEFAULT_SEEDS})")
     parser.add_argument("--jobs", type=int, default=2, help="worlds run at once (default 2: one per core here)")
     parser.add_argument("--quick", action="store_true", help="4 images per world (a smoke run)")
     parser.add_argument("--name", default=None, help="report name (default routing-worlds[-quick])")
