@@ -8,8 +8,8 @@ Phase 2's human seconds by 5% and its ratio to Phase 1 with it; the escaped-erro
 datapoints. Each world runs as ``python -m tests.bench.bench_routing --seed S`` in its own process (its own
 database; report ``routing-worlds-world<S>.json``), then the arms' counts are added up: masks per human-hour is all
 accepted masks over all human seconds, the escaped-error rate all accepted datapoints with an error over all
-accepted datapoints. Writes bench-results/routing-worlds.json (``-quick`` with --quick) with the same keys as routing.json,
-pooled, and one row per world. Everything human in it is SIMULATED (docs/simulated-annotator.md).
+accepted datapoints. Writes bench-results/routing-worlds.json (``-quick`` with --quick) with the same keys as
+routing.json, pooled, and one row per world. Everything human in it is SIMULATED (docs/simulated-annotator.md).
 
 Worlds: seed 0 is the routing benchmark's default, 1 and 2 its earlier extra worlds, 3, 4 and 10 worlds no training
 or calibration used (the verifier is calibrated on worlds 5, 6 and 11, validated on 12; SAM 3 is evaluated on 8).
