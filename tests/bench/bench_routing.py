@@ -248,7 +248,7 @@ def run_arm(project, *, users: dict, gold_path: Path, ground_truth, annotator_co
     from dataengine.annotation.verifying import verifier_precision
     from dataengine.concepts.models import Datapoint, DatapointState
     from dataengine.engine.exports import sa_co_document
-    from dataengine.engine.models import Job, JobState
+    from dataengine.engine.models import AuditEvent, Job, JobState
     from simulated_annotator.annotator import ALL_TASK_KINDS, SimulatedAnnotator, run_team
     from simulated_annotator.report import escaped_errors, seconds_per_datapoint
 
@@ -302,6 +302,12 @@ def run_arm(project, *, users: dict, gold_path: Path, ground_truth, annotator_co
     accepted_masks = escaped.accepted_masks
     matching = matched_masks(document, ground_truth, annotator_config.cover_iou)
     hours = human_seconds / 3600
+    # What the corrections did (the audit trail of each submitted one): where their human seconds went.
+    corrections = list(AuditEvent.objects.filter(project=project, action="task.correction").values_list("data",
+                                                                                                       flat=True))
+    correction_actions = {action: sum(d.get(action, 0) for d in corrections)
+                          for action in ("kept", "restored", "edited", "added", "deleted")}
+    correction_outcomes = dict(Counter(d["outcome"] for d in corrections))
     audit = verifier_precision(project) if phase >= 2 else []
     reviewed = sum(row["reviewed"] for row in audit)
     confirmed = sum(row["confirmed"] for row in audit)
@@ -323,6 +329,8 @@ def run_arm(project, *, users: dict, gold_path: Path, ground_truth, annotator_co
         "human_tasks": tasks_done,
         "human_seconds": human_seconds,
         "human_seconds_by_kind": seconds_by_kind,
+        "correction_actions": correction_actions,
+        "correction_outcomes": correction_outcomes,
         "human_seconds_per_accepted_mask": human_seconds / accepted_masks if accepted_masks else None,
         "masks_per_human_hour": accepted_masks / hours if hours else None,
         "seconds_per_datapoint": timing.as_dict(),

@@ -39,6 +39,8 @@ def pool_arm(arms: list[dict]) -> dict:
     """One arm's counts over worlds, and the rates computed from the sums (not averaged over worlds)."""
     total = {key: sum(arm[key] for arm in arms) for key in SUMMED}
     total["escaped_datapoints"] = sum(arm["escaped"]["datapoints_with_any_error"] for arm in arms)
+    total["correction_actions"] = {action: sum(arm["correction_actions"][action] for arm in arms)
+                                   for action in arms[0]["correction_actions"]}
     hours = total["human_seconds"] / 3600
     total.update(
         human_share=ratio(total["datapoints_reaching_a_human"], total["datapoints"]),

@@ -108,8 +108,14 @@ def _check_arm_accounting(arm: dict, time_model: dict) -> None:
         tasks.get("mask_verification", 0) * time_model["mv_per_mask"])
     assert arm["human_seconds_by_kind"].get("ev", 0) == pytest.approx(
         tasks.get("exhaustivity_verification", 0) * time_model["ev_per_datapoint"])
-    assert arm["human_seconds_by_kind"].get("correction", 0) >= tasks.get("correction", 0) * min(
-        time_model["correction_base"], time_model["reject_phrase"])
+    # Every correction's seconds are the time model's charge for what it did (no jitter in the benchmark).
+    actions, outcomes = arm["correction_actions"], arm["correction_outcomes"]
+    assert sum(outcomes.values()) == tasks.get("correction", 0)
+    assert arm["human_seconds_by_kind"].get("correction", 0) == pytest.approx(
+        outcomes.get("complete", 0) * time_model["correction_base"] + actions["added"] * time_model[
+            "correction_per_added"] + actions["edited"] * time_model["correction_per_edited"]
+        + actions["deleted"] * time_model["correction_per_deleted"] + actions["restored"] * time_model["mv_per_mask"]
+        + (outcomes.get("reject_phrase", 0) + outcomes.get("cannot_complete", 0)) * time_model["reject_phrase"])
 
 
 @pytest.mark.pg

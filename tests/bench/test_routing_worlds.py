@@ -7,7 +7,8 @@ from tests.bench.routing_worlds import main, pool_worlds
 def arm(*, masks: int, seconds: float, escaped: int, datapoints: int = 100, phase2: bool = False) -> dict:
     out = {"datapoints": datapoints, "datapoints_reaching_a_human": datapoints if not phase2 else datapoints // 2,
            "accepted_datapoints": datapoints, "accepted_masks": masks, "matched_masks": masks - escaped,
-           "duplicate_masks": 0, "human_seconds": seconds, "escaped": {"datapoints_with_any_error": escaped}}
+           "duplicate_masks": 0, "human_seconds": seconds, "escaped": {"datapoints_with_any_error": escaped},
+           "correction_actions": {"restored": 1, "added": 2}}
     if phase2:
         out.update(routing={"auto_accepted": 40, "auto_accepted_right_by_truth": 39},
                    ai_exhaustivity_after_check={"auto_accepted": 30}, audited=4, audit_confirmed=4)
@@ -38,6 +39,7 @@ def test_worlds_pool_by_adding_counts_and_the_goal_is_judged_on_the_pool():
     assert figures["human_share_phase2"] == pytest.approx(0.5) and figures["human_share_phase1"] == 1.0
     assert figures["ai_precision_truth"] == pytest.approx(78 / 80) and figures["ai_precision_audited"] == 1.0
     assert figures["masks_per_human_hour_phase2"] == pytest.approx(200 / (6000 / 3600))
+    assert figures["arms"]["phase1"]["correction_actions"] == {"restored": 2, "added": 4}
     assert [row["world"] for row in rows] == ["seed 0", "seed 1", "pooled"]
     assert [row["goal"] for row in rows] == ["met", "not met", "met"]
 
