@@ -367,10 +367,10 @@ def goal_met(speedup: float | None, escaped_phase1: float, escaped_phase2: float
     return bool(speedup is not None and speedup >= 2.0 and escaped_phase2 <= escaped_phase1)
 
 
-def summarise(phase1: dict, phase2: dict) -> tuple[dict, list[dict]]:
-    """The report's top-level keys and its table."""
+def headline_figures(phase1: dict, phase2: dict) -> dict:
+    """The report's top-level keys from the two arms' figures (one world's, or several worlds' pooled)."""
     speedup = ratio(phase2["masks_per_human_hour"], phase1["masks_per_human_hour"])
-    figures = {
+    return {
         "phase2_over_phase1_masks_per_human_hour": speedup,
         "escaped_error_rate_phase1": phase1["escaped_error_rate"],
         "escaped_error_rate_phase2": phase2["escaped_error_rate"],
@@ -397,6 +397,11 @@ def summarise(phase1: dict, phase2: dict) -> tuple[dict, list[dict]]:
         "audited_phase2": phase2["audited"],
         "goal_met": goal_met(speedup, phase1["escaped_error_rate"], phase2["escaped_error_rate"]),
     }
+
+
+def summarise(phase1: dict, phase2: dict) -> tuple[dict, list[dict]]:
+    """The report's top-level keys and its table."""
+    figures = headline_figures(phase1, phase2)
     rows = []
     for arm in (phase1, phase2):
         per_dp = arm["seconds_per_datapoint"]

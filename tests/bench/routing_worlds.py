@@ -24,7 +24,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.bench.bench_routing import goal_met, ratio
+from tests.bench.bench_routing import headline_figures, ratio
 from tests.bench.report import git_sha, results_dir, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,8 @@ SUMMED = ("datapoints", "datapoints_reaching_a_human", "accepted_datapoints", "a
 
 
 def pool_arm(arms: list[dict]) -> dict:
-    """One arm's counts over worlds, and the rates computed from the sums (not averaged over worlds)."""
+    """One arm's counts over worlds and the rates computed from the sums (not averaged over worlds), in the shape of
+    one world's arm as far as ``bench_routing.headline_figures`` reads it."""
     total = {key: sum(arm[key] for arm in arms) for key in SUMMED}
     total["escaped_datapoints"] = sum(arm["escaped"]["datapoints_with_any_error"] for arm in arms)
     total["correction_actions"] = {action: sum(arm["correction_actions"][action] for arm in arms)
@@ -53,10 +54,12 @@ def pool_arm(arms: list[dict]) -> dict:
         auto = sum(arm["routing"]["auto_accepted"] for arm in arms)
         right = sum(arm["routing"]["auto_accepted_right_by_truth"] for arm in arms)
         audited = sum(arm["audited"] for arm in arms)
-        total.update(auto_accepted=auto, auto_accepted_after_check=sum(
-            arm["ai_exhaustivity_after_check"]["auto_accepted"] for arm in arms), audited=audited,
-            ai_precision_truth=ratio(right, auto),
-            ai_precision_audited=ratio(sum(arm["audit_confirmed"] for arm in arms), audited))
+        total.update(
+            routing={"auto_accepted": auto, "auto_accepted_right_by_truth": right,
+                     "ai_precision_truth": ratio(right, auto)},
+            ai_exhaustivity_after_check={"auto_accepted": sum(arm["ai_exhaustivity_after_check"]["auto_accepted"]
+                                                              for arm in arms)},
+            audited=audited, ai_precision_audited=ratio(sum(arm["audit_confirmed"] for arm in arms), audited))
     return total
 
 
@@ -65,33 +68,10 @@ def pool_worlds(reports: dict[int, dict]) -> tuple[dict, list[dict]]:
     routing reports by seed."""
     phase1 = pool_arm([r["arms"]["phase1"] for r in reports.values()])
     phase2 = pool_arm([r["arms"]["phase2"] for r in reports.values()])
-    speedup = ratio(phase2["masks_per_human_hour"], phase1["masks_per_human_hour"])
     figures = {
-        "phase2_over_phase1_masks_per_human_hour": speedup,
-        "escaped_error_rate_phase1": phase1["escaped_error_rate"],
-        "escaped_error_rate_phase2": phase2["escaped_error_rate"],
-        "human_share_phase1": phase1["human_share"],
-        "human_share_phase2": phase2["human_share"],
-        "ai_precision_audited": phase2["ai_precision_audited"],
-        "ai_precision_truth": phase2["ai_precision_truth"],
-        "masks_per_human_hour_phase1": phase1["masks_per_human_hour"],
-        "masks_per_human_hour_phase2": phase2["masks_per_human_hour"],
-        "human_seconds_per_accepted_mask_phase1": phase1["human_seconds_per_accepted_mask"],
-        "human_seconds_per_accepted_mask_phase2": phase2["human_seconds_per_accepted_mask"],
-        "phase2_over_phase1_human_seconds": ratio(phase2["human_seconds"], phase1["human_seconds"]),
-        "phase2_over_phase1_matched_masks_per_human_hour": ratio(phase2["matched_masks_per_human_hour"],
-                                                                  phase1["matched_masks_per_human_hour"]),
-        "datapoints": phase1["datapoints"],
-        "accepted_masks_phase1": phase1["accepted_masks"],
-        "accepted_masks_phase2": phase2["accepted_masks"],
-        "human_seconds_phase1": phase1["human_seconds"],
-        "human_seconds_phase2": phase2["human_seconds"],
+        **headline_figures(phase1, phase2),
         "escaped_datapoints_phase1": phase1["escaped_datapoints"],
         "escaped_datapoints_phase2": phase2["escaped_datapoints"],
-        "auto_accepted_phase2": phase2["auto_accepted"],
-        "auto_accepted_after_check_phase2": phase2["auto_accepted_after_check"],
-        "audited_phase2": phase2["audited"],
-        "goal_met": goal_met(speedup, phase1["escaped_error_rate"], phase2["escaped_error_rate"]),
         "worlds": len(reports),
         "worlds_meeting_goal": sum(bool(r["goal_met"]) for r in reports.values()),
         "arms": {"phase1": phase1, "phase2": phase2},
@@ -102,7 +82,8 @@ def pool_worlds(reports: dict[int, dict]) -> tuple[dict, list[dict]]:
              "human s P1": r["human_seconds_phase1"], "human s P2": r["human_seconds_phase2"],
              "escaped P1": r["escaped_error_rate_phase1"], "escaped P2": r["escaped_error_rate_phase2"],
              "goal": "met" if r["goal_met"] else "not met"} for seed, r in sorted(reports.items())]
-    rows.append({"world": "pooled", "datapoints": figures["datapoints"], "P2/P1 masks/human-h": speedup,
+    rows.append({"world": "pooled", "datapoints": figures["datapoints"],
+                 "P2/P1 masks/human-h": figures["phase2_over_phase1_masks_per_human_hour"],
                  "matched": figures["phase2_over_phase1_matched_masks_per_human_hour"],
                  "human s P1": phase1["human_seconds"], "human s P2": phase2["human_seconds"],
                  "escaped P1": phase1["escaped_error_rate"], "escaped P2": phase2["escaped_error_rate"],

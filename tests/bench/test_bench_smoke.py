@@ -12,15 +12,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_benchmark(tmp_path, module: str, *args: str, timeout: int = 600) -> str:
+    """``python -m tests.bench.<module> ARGS`` in its own process (benchmarks set Django up for their own database),
+    its reports into ``tmp_path``; its stdout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
+    env["BENCH_RESULTS_DIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-m", f"tests.bench.{module}", *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
 @pytest.mark.pg
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_quick_lease_benchmark_leases_over_http_without_duplicates(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
-    env["BENCH_RESULTS_DIR"] = str(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "tests.bench.bench_lease", "--quick"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    run_benchmark(tmp_path, "bench_lease", "--quick", timeout=300)
     report = json.loads((tmp_path / "lease-quick.json").read_text())
     assert report["duplicate_leases"] == 0
     assert report["errors"] == 0
@@ -83,13 +90,8 @@ def test_verifier_items_are_real_masks_with_phrases_of_their_scene():
 
 
 def _routing_report(tmp_path, *args: str) -> dict:
-    """Run the routing benchmark in its own process (it sets Django up for its own database) and read its JSON."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
-    env["BENCH_RESULTS_DIR"] = str(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "tests.bench.bench_routing", *args, "--name", "routing-smoke"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "SIMULATED" in out.stdout
+    """Run the routing benchmark in its own process and read its JSON."""
+    assert "SIMULATED" in run_benchmark(tmp_path, "bench_routing", *args, "--name", "routing-smoke")
     return json.loads((tmp_path / "routing-smoke.json").read_text())
 
 
@@ -202,3 +204,18 @@ def test_routing_benchmark_audits_what_a_permissive_verifier_accepts(tmp_path):
     corrections = phase2["human_tasks"].get("correction", 0)
     assert routing["to_correction"] + rejected_reviews <= corrections
     assert corrections <= routing["to_correction"] + rejected_reviews + routing["to_human_check"]
+
+
+@pytest.mark.pg
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_one_world_pooled_is_that_worlds_own_report(tmp_path):
+    run_benchmark(tmp_path, "routing_worlds", "--quick", "--seeds", "1", "--jobs", "1")
+    pooled = json.loads((tmp_path / "routing-worlds-quick.json").read_text())
+    alone = json.loads((tmp_path / "routing-worlds-quick-world1.json").read_text())
+    assert pooled["simulated"] is True and pooled["config"]["seeds"] == [1] and alone["config"]["world_seed"] == 1
+    for key in ("phase2_over_phase1_masks_per_human_hour", "phase2_over_phase1_matched_masks_per_human_hour",
+                "escaped_error_rate_phase1", "escaped_error_rate_phase2", "human_share_phase2", "ai_precision_truth",
+                "human_seconds_phase1", "human_seconds_phase2", "accepted_masks_phase2", "goal_met"):
+        assert pooled[key] == pytest.approx(alone[key]), key
+    assert pooled["worlds_meeting_goal"] == int(alone["goal_met"])

@@ -50,21 +50,20 @@ WITH fast_commit AS (
 SELECT task.id, task.kind, task.project_id, task.state, task.priority, task.lease_token, task.lease_expires_at,
        task.attempts, d.id, c.phrase, d.revision, d.state, m.id, m.name, m.sha256, m.width, m.height,
        k.id, k.rle::json, k.bbox::json, k.area, k.iscrowd, k.score, k.source, k.state,
-       (SELECT coalesce(json_agg(json_build_object('id', a.id, 'rle', a.rle, 'bbox', a.bbox, 'area', a.area,
-                                                   'iscrowd', a.iscrowd, 'score', a.score, 'source', a.source,
-                                                   'state', a.state) ORDER BY a.id), '[]'::json)
-          FROM annotation_mask a WHERE a.datapoint_id = task.datapoint_id AND a.state = 'accepted'),
-       CASE WHEN task.kind = 'correction' THEN
-       (SELECT coalesce(json_agg(json_build_object('id', a.id, 'rle', a.rle, 'bbox', a.bbox, 'area', a.area,
-                                                   'iscrowd', a.iscrowd, 'score', a.score, 'source', a.source,
-                                                   'state', a.state) ORDER BY a.id), '[]'::json)
-          FROM annotation_mask a WHERE a.datapoint_id = task.datapoint_id AND a.state = 'rejected')
-       ELSE '[]'::json END
+       listed.accepted, listed.candidates
   FROM task
   JOIN concepts_datapoint d ON d.id = task.datapoint_id
   JOIN concepts_concept c ON c.id = d.concept_id
   JOIN media_mediaitem m ON m.id = d.media_id
   LEFT JOIN annotation_mask k ON k.id = task.mask_id
+ CROSS JOIN LATERAL (
+    SELECT coalesce(json_agg(a.doc ORDER BY a.id) FILTER (WHERE a.state = 'accepted'), '[]'::json) AS accepted,
+           coalesce(json_agg(a.doc ORDER BY a.id) FILTER (WHERE a.state = 'rejected' AND task.kind = 'correction'),
+                    '[]'::json) AS candidates
+      FROM (SELECT id, state, json_build_object('id', id, 'rle', rle, 'bbox', bbox, 'area', area, 'iscrowd', iscrowd,
+                                                'score', score, 'source', source, 'state', state) AS doc
+              FROM annotation_mask WHERE datapoint_id = task.datapoint_id AND state IN ('accepted', 'rejected')) a
+ ) listed
  CROSS JOIN fast_commit
 """
 
